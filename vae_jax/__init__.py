@@ -1,0 +1,5 @@
+"""vae_jax: variational autoencoders in JAX/Flax."""
+
+from vae_jax import distributions, likelihoods, objectives
+
+__all__ = ["distributions", "likelihoods", "objectives"]
