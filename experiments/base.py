@@ -1,0 +1,73 @@
+"""Every config key with its default. Experiment files start from `get_config()` here.
+
+The returned config is locked: an override of a key that does not exist fails and names it.
+Optional values are typed placeholders so command-line overrides parse.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.dataset = ml_collections.ConfigDict(
+        dict(
+            name="shapes",  # shapes | celeb_a
+            image_size=64,
+            crop="center148",  # center148 | nvae | none (CelebA)
+            data_dir=config_dict.placeholder(str),
+            manual_dir=config_dict.placeholder(str),
+            path=config_dict.placeholder(str),  # the folder for name="image_folder"
+        )
+    )
+
+    config.model = ml_collections.ConfigDict(
+        dict(
+            kind="conv",  # conv | mlp
+            latent_dim=10,
+            channels=(32, 32, 64, 64),  # conv: one stride-2 stage per entry
+            hidden=(256,),  # dense layers between the conv stack and the latent (mlp: all layers)
+            posterior="diag",  # diag | full
+            likelihood="bernoulli",  # bernoulli | gaussian | gaussian_learned | discretized_logistic
+            gaussian_scale=0.1,  # σ of the fixed-scale gaussian likelihood
+        )
+    )
+
+    config.objective = ml_collections.ConfigDict(
+        dict(
+            beta=1.0,
+            kl_warmup_steps=0,
+            capacity=config_dict.placeholder(float),  # nats; set to use γ|KL − C| (Burgess et al.)
+            capacity_steps=100_000,  # steps over which C rises linearly from 0 to `capacity`
+            capacity_gamma=1000.0,
+            free_bits=0.0,  # nats per latent dimension (diag posterior only)
+        )
+    )
+
+    config.train = ml_collections.ConfigDict(
+        dict(
+            batch_size=64,
+            num_steps=100_000,
+            learning_rate=1e-3,
+            lr_schedule="constant",  # constant | cosine (decays to 0 at num_steps)
+            warmup_steps=0,  # linear learning-rate warm-up
+            grad_clip_norm=config_dict.placeholder(float),
+            log_every=100,
+            eval_every=5_000,
+            checkpoint_every=5_000,
+            keep_checkpoints=3,
+        )
+    )
+
+    config.eval = ml_collections.ConfigDict(
+        dict(
+            batch_size=256,
+            num_examples=config_dict.placeholder(int),  # None: the whole test split
+            iwae_samples=1_000,
+            num_figures=64,
+        )
+    )
+    config.lock()
+    return config

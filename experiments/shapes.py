@@ -1,0 +1,41 @@
+"""β-VAE on the built-in shapes dataset (64x64 binary images with ground-truth factors).
+
+    python launch.py                                              # this experiment, into runs/shapes
+    python launch.py --config=experiments/shapes.py:tiny          # smoke run
+    python launch.py --config=experiments/shapes.py --config.objective.beta=8
+
+Convolutional encoder/decoder of Burgess et al. (2018): four 4x4 stride-2 convs 32-32-64-64,
+a 256-unit dense layer, 10 latents, Bernoulli pixels, β = 4.
+"""
+
+import ml_collections
+
+from experiments import base
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    config = base.get_config()
+    config.dataset.name = "shapes"
+    config.dataset.image_size = 64
+    config.model.latent_dim = 10
+    config.model.likelihood = "bernoulli"
+    config.objective.beta = 4.0
+    config.train.batch_size = 64
+    config.train.num_steps = 3_000
+    config.train.learning_rate = 1e-3
+    config.train.log_every = 50
+    config.train.eval_every = 1_000
+    config.train.checkpoint_every = 1_000
+    config.eval.num_examples = 2_048
+    if arg == "tiny":
+        config.model.channels = (8, 8, 16, 16)
+        config.model.hidden = (32,)
+        config.train.batch_size = 16
+        config.train.num_steps = 20
+        config.train.log_every = 5
+        config.train.eval_every = 10
+        config.train.checkpoint_every = 10
+        config.eval.batch_size = 64
+        config.eval.num_examples = 128
+        config.eval.num_figures = 16
+    return config

@@ -1,0 +1,71 @@
+"""Config validation: every bad value fails at start, before any compilation, naming its key."""
+
+from __future__ import annotations
+
+import ml_collections
+
+DATASETS = ("shapes", "celeb_a")
+MODEL_KINDS = ("conv", "mlp")
+POSTERIORS = ("diag", "full")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "discretized_logistic")
+LR_SCHEDULES = ("constant", "cosine")
+CROPS = ("center148", "nvae", "none")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message names the key, the value and what is allowed."""
+
+
+def _require(condition: bool, key: str, value, allowed: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}={value!r} is not valid: {allowed}")
+
+
+def _one_of(config: ml_collections.ConfigDict, key: str, choices: tuple[str, ...]) -> None:
+    value = _lookup(config, key)
+    _require(value in choices, key, value, "must be one of " + ", ".join(choices))
+
+
+def _lookup(config: ml_collections.ConfigDict, key: str):
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _at_least(config: ml_collections.ConfigDict, key: str, minimum: float) -> None:
+    value = _lookup(config, key)
+    _require(value is not None and value >= minimum, key, value, f"must be >= {minimum}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError for the first invalid value found."""
+    _one_of(config, "dataset.name", DATASETS)
+    _one_of(config, "dataset.crop", CROPS)
+    _one_of(config, "model.kind", MODEL_KINDS)
+    _one_of(config, "model.posterior", POSTERIORS)
+    _one_of(config, "model.likelihood", LIKELIHOODS)
+    _one_of(config, "train.lr_schedule", LR_SCHEDULES)
+    for key in ("model.latent_dim", "train.batch_size", "train.num_steps", "train.log_every",
+                "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
+                "eval.batch_size", "eval.iwae_samples", "eval.num_figures", "dataset.image_size"):
+        _at_least(config, key, 1)
+    for key in ("objective.beta", "objective.free_bits", "objective.kl_warmup_steps",
+                "objective.capacity_gamma", "train.warmup_steps"):
+        _at_least(config, key, 0)
+    _require(config.train.learning_rate > 0, "train.learning_rate", config.train.learning_rate,
+             "must be > 0")
+    _require(config.model.gaussian_scale > 0, "model.gaussian_scale", config.model.gaussian_scale,
+             "must be > 0")
+    _require(all(c >= 1 for c in config.model.channels), "model.channels", config.model.channels,
+             "every entry must be >= 1")
+    if config.model.kind == "conv":
+        stages = len(config.model.channels)
+        size = config.dataset.image_size
+        _require(size % 2**stages == 0, "dataset.image_size", size,
+                 f"the {stages} stride-2 stages of model.channels need a multiple of {2**stages}")
+    if config.objective.free_bits > 0:
+        _require(config.model.posterior == "diag", "objective.free_bits", config.objective.free_bits,
+                 "free bits are per latent dimension and need model.posterior='diag'")
+    if config.objective.capacity is not None:
+        _at_least(config, "objective.capacity", 0)

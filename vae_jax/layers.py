@@ -1,0 +1,162 @@
+"""Stride-2 transposed convolution that trains fast on XLA:CPU.
+
+`flax.linen.ConvTranspose` lowers to `lax.conv_transpose`, an lhs-dilated convolution, and on
+XLA:CPU both its forward and, above all, its weight gradient leave the fast convolution path.
+Measured on the 2-core CPU machine, batch 64, 4x4 kernels (`benchmarks/upsampling.py`):
+
+    weight gradient, 16x16x64 -> 32x32x32     autodiff of lax.conv_transpose 462 ms
+                                              strided-conv weight-VJP (below)  18 ms
+    train step (value_and_grad) of the decoder 4x4x256 -> 64x64x3:
+        nn.ConvTranspose                       {convT_ms} ms
+        Upsample2x                             {ours_ms} ms
+        nearest resize x2 + 3x3 conv           {resize_ms} ms
+
+The maths. Let s(u, K) be the stride-2 SAME convolution (NHWC, HWIO) taking
+u [B, 2H, 2W, Cout] to [B, H, W, Cin] with K [kh, kw, Cout, Cin]. The transposed convolution is
+its adjoint in u, t(x, K) = s(·, K)ᵀ x, taking x [B, H, W, Cin] to [B, 2H, 2W, Cout]. Since
+<g, t(x, K)> = <s(g, K), x> for every g [B, 2H, 2W, Cout]:
+
+    ∂/∂x <g, t(x, K)> = s(g, K)                      an ordinary strided conv
+    ∂/∂K <g, t(x, K)> = (∂s(g, K)/∂K)ᵀ x             the strided conv's weight-VJP at input g
+
+and both are fast on XLA:CPU. `conv_transpose_2x` states these as its `jax.custom_vjp`.
+
+The forward pass is split by output phase: output pixel (2i + a, 2j + b) only meets the kernel
+taps K[a + p :: 2, b + p :: 2] (p = the low SAME padding of s), so t is four stride-1
+convolutions with ⌈k/2⌉ x ⌈k/2⌉ kernels whose outputs are interleaved. That does the minimal
+number of MACs and stays on the fast path; it is {phase_speedup}x faster than
+`lax.conv_transpose` over the decoder above (forward only, same numbers as autodiff's to 1e-6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+_PHASE_DIMENSION_NUMBERS = ("NHWC", "HWOI", "NHWC")  # kernel [kh, kw, Cout, Cin] as Cin -> Cout
+
+
+def strided_conv_2x(u: jax.Array, kernel: jax.Array) -> jax.Array:
+    """s(u, K): stride-2 SAME convolution. u [B, 2H, 2W, Cout], K [kh, kw, Cout, Cin] -> [B, H, W, Cin]."""
+    return lax.conv_general_dilated(u, kernel, (2, 2), "SAME", dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _phase_taps(phase: int, size: int) -> tuple[slice, tuple[int, int]]:
+    """Kernel taps and input padding of one output phase along one spatial axis.
+
+    With p = (size - 2) // 2, the low SAME padding of s on an even-length input, output row
+    2i + phase of t is Σ_m x[i - m] K[phase + p + 2m]. Returned: the slice of kernel rows in
+    correlation order (m descending) and the (low, high) padding of x that realises i - m.
+    """
+    first = (phase + (size - 2) // 2) % 2
+    last = first + 2 * ((size - 1 - first) // 2)
+    shift = phase + (size - 2) // 2
+    m_min, m_max = (first - shift) // 2, (last - shift) // 2
+    return slice(last, None if first == 0 else first - 1, -2), (m_max, -m_min)
+
+
+def _conv_transpose_2x_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """t(x, K) as four stride-1 convolutions, one per output phase, interleaved."""
+    kh, kw = kernel.shape[:2]
+    rows = []
+    for a in (0, 1):
+        taps_h, pad_h = _phase_taps(a, kh)
+        cols = []
+        for b in (0, 1):
+            taps_w, pad_w = _phase_taps(b, kw)
+            cols.append(lax.conv_general_dilated(
+                x, kernel[taps_h, taps_w], (1, 1), (pad_h, pad_w),
+                dimension_numbers=_PHASE_DIMENSION_NUMBERS))
+        rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2 (b), Cout]
+    y = jnp.stack(rows, axis=2)  # [B, H, 2 (a), W, 2 (b), Cout]
+    batch, height, _, width, _, features = y.shape
+    return y.reshape(batch, 2 * height, 2 * width, features)
+
+
+@jax.custom_vjp
+def _conv_transpose_2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _conv_transpose_2x_phases(x, kernel)
+
+
+def _conv_transpose_2x_fwd(x, kernel):
+    return _conv_transpose_2x_phases(x, kernel), (x, kernel)
+
+
+def _conv_transpose_2x_bwd(residuals, g):
+    x, kernel = residuals
+    dx = strided_conv_2x(g, kernel)
+    _, kernel_vjp = jax.vjp(lambda k: strided_conv_2x(g, k), kernel)
+    (dkernel,) = kernel_vjp(x)
+    return dx, dkernel
+
+
+_conv_transpose_2x.defvjp(_conv_transpose_2x_fwd, _conv_transpose_2x_bwd)
+
+
+def conv_transpose_2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """t(x, K) = s(·, K)ᵀ x, the stride-2 SAME transposed convolution: [B, 2H, 2W, Cout].
+
+    x: [B, H, W, Cin], any H, W >= 1; kernel: [kh, kw, Cout, Cin], kh, kw >= 2, the kernel of
+    the strided conv s that this op transposes. Equals
+    `lax.conv_transpose(x, kernel, (2, 2), "SAME", transpose_kernel=True)` and the VJP of
+    `strided_conv_2x` in its input. x and kernel must share a dtype, which the output keeps.
+    Reverse-mode only (a `jax.custom_vjp`): `jax.grad` and `jax.vjp` work, at any order;
+    `jax.jvp` and `jax.jacfwd` do not.
+    """
+    if x.ndim != 4 or kernel.ndim != 4:
+        raise ValueError(
+            f"conv_transpose_2x takes x [B, H, W, Cin] and kernel [kh, kw, Cout, Cin], got "
+            f"x.shape={x.shape}, kernel.shape={kernel.shape}; reshape extra leading axes into "
+            "B or jax.vmap over them")
+    if kernel.shape[3] != x.shape[3]:
+        raise ValueError(
+            f"kernel [kh, kw, Cout, Cin] has Cin={kernel.shape[3]} but x has {x.shape[3]} "
+            f"channels (x.shape={x.shape}, kernel.shape={kernel.shape})")
+    if min(kernel.shape[:2]) < 2:
+        raise ValueError(
+            f"kernel_size {kernel.shape[:2]} is below 2, so some output pixels would meet no "
+            "tap; use at least 2x2 (4x4 is the default)")
+    if x.dtype != kernel.dtype:
+        raise TypeError(
+            f"x is {x.dtype} but kernel is {kernel.dtype}; cast one of them explicitly "
+            "(Upsample2x does this through its dtype field)")
+    return _conv_transpose_2x(x, kernel)
+
+
+def _transposed_lecun_normal(stride: int = 2) -> nn.initializers.Initializer:
+    """LeCun normal over the fan-in of one output pixel of t, for K [kh, kw, Cout, Cin].
+
+    The fan-in axis is Cin (axis -1), not axis -2 as `nn.initializers.lecun_normal()` assumes.
+    At stride 2 an output pixel meets kh·kw/4 taps (on average for odd k), so
+    fan_in = kh·kw·Cin/4 and Var K = 4/(kh·kw·Cin): unit-variance inputs give unit-variance outputs.
+    """
+    return nn.initializers.variance_scaling(
+        float(stride * stride), "fan_in", "truncated_normal", in_axis=-1, out_axis=-2)
+
+
+class Upsample2x(nn.Module):
+    """Learned 2x upsampling: conv_transpose_2x plus bias. x [B, H, W, C] -> [B, 2H, 2W, features].
+
+    A drop-in for `nn.ConvTranspose(features, (k, k), strides=(2, 2), padding="SAME")` that
+    trains several times faster on XLA:CPU (see the module docstring). Parameters are float32;
+    `dtype` is the computation dtype (None: the input's dtype), to which kernel, bias and x are cast.
+    """
+
+    features: int
+    kernel_size: int = 4
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel", _transposed_lecun_normal(),
+            (self.kernel_size, self.kernel_size, self.features, x.shape[-1]), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        dtype = x.dtype if self.dtype is None else self.dtype
+        y = conv_transpose_2x(x.astype(dtype), kernel.astype(dtype))
+        return y + bias.astype(dtype)

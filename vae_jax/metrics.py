@@ -1,0 +1,48 @@
+"""Where training and evaluation numbers go: metrics.jsonl for machines, TensorBoard for plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+# TensorFlow is here only for tf.summary (and tf.data): keep it off any accelerator.
+tf.config.set_visible_devices([], "GPU")
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsWriter:
+    """Appends one JSON object per call to <workdir>/metrics.jsonl and writes the same scalars
+    (and image grids) as TensorBoard events in <workdir>."""
+
+    def __init__(self, workdir: str | Path):
+        self._workdir = Path(workdir)
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        self._summary = tf.summary.create_file_writer(str(self._workdir))
+
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+        with open(self._workdir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self._summary.as_default(step=int(step)):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, float(value))
+
+    def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
+        """images: name -> one [H, W, C] grid in [0, 1]."""
+        with self._summary.as_default(step=int(step)):
+            for name, image in images.items():
+                tf.summary.image(name, np.asarray(image)[None], max_outputs=1)
+
+    def close(self) -> None:
+        self._summary.flush()
+        self._summary.close()
+
+
+def read_metrics(workdir: str | Path) -> list[dict[str, float]]:
+    """Every record of <workdir>/metrics.jsonl, in order."""
+    path = Path(workdir) / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
