@@ -88,7 +88,7 @@ def make_train_step(
             elbo=jnp.mean(terms.elbo),
             rate=jnp.mean(terms.rate),
             distortion=jnp.mean(terms.distortion),
-            grad_norm=optax.global_norm(grads),
+            grad_norm=optax.tree.norm(grads),
         )
         return new_state, metrics
 

@@ -1,0 +1,124 @@
+"""End-to-end training on the built-in shapes data: outputs on disk, resume, CLI overrides."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
+
+from experiments import shapes
+from vae_jax import train
+from vae_jax.config import ConfigError, validate
+from vae_jax.metrics import read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**train_overrides):
+    config = shapes.get_config("tiny")
+    config.train.update(train_overrides)
+    return config
+
+
+def test_training_writes_config_checkpoints_metrics_events_and_figures(tmp_path):
+    config = tiny_config(num_steps=20, log_every=5, eval_every=10, checkpoint_every=10)
+    train.train_and_evaluate(config, tmp_path)
+
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 10
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "20"]
+
+    records = read_metrics(tmp_path)
+    train_steps = [r["step"] for r in records if "loss" in r]
+    assert train_steps == [5, 10, 15, 20]
+    assert {"loss", "elbo", "rate", "distortion", "grad_norm", "images_per_s"} <= set(records[0])
+    assert [r["step"] for r in records if "test/elbo" in r] == [10, 20]
+
+    events = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    events.Reload()  # TF2 summaries are stored as tensors
+    assert {"loss", "elbo", "test/elbo", "reconstructions", "samples"} <= set(events.Tags()["tensors"])
+    loss_events = events.Tensors("loss")
+    assert [e.step for e in loss_events] == [5, 10, 15, 20]
+    logged = [float(tf.make_ndarray(e.tensor_proto)) for e in loss_events]
+    np.testing.assert_allclose(logged, [r["loss"] for r in records if "loss" in r], rtol=1e-6)
+    png = tf.make_ndarray(events.Tensors("samples")[-1].tensor_proto)[2]  # [width, height, png]
+    assert png[:4] == b"\x89PNG"
+
+    for name in ["reconstructions", "samples"]:
+        image = Image.open(tmp_path / "figures" / f"step_0000020_{name}.png")
+        assert image.size[0] > 64 * 8 and image.mode == "L"
+
+
+def test_loss_decreases_on_shapes(tmp_path):
+    config = tiny_config(num_steps=60, log_every=10, eval_every=60, checkpoint_every=60)
+    train.train_and_evaluate(config, tmp_path)
+    losses = [r["loss"] for r in read_metrics(tmp_path) if "loss" in r]
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_resume_after_interruption_gives_identical_parameters(tmp_path):
+    steps = dict(log_every=5, eval_every=100, checkpoint_every=5)
+    straight = train.train_and_evaluate(tiny_config(num_steps=20, **steps), tmp_path / "straight")
+    train.train_and_evaluate(tiny_config(num_steps=10, **steps), tmp_path / "resumed")
+    resumed = train.train_and_evaluate(tiny_config(num_steps=20, **steps), tmp_path / "resumed")
+    assert int(resumed.step) == int(straight.step) == 20
+    for path, a, b in zip(jax.tree_util.tree_leaves_with_path(straight.params),
+                          jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(path[0]))
+    for a, b in zip(jax.tree.leaves(straight.opt_state), jax.tree.leaves(resumed.opt_state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_finished_run_exits_at_once_without_writing(tmp_path):
+    config = tiny_config(num_steps=10, log_every=5, eval_every=10, checkpoint_every=10)
+    train.train_and_evaluate(config, tmp_path)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    state = train.train_and_evaluate(config, tmp_path)
+    assert int(state.step) == 10
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.likelihood", "poisson", "model.likelihood='poisson' is not valid: must be one of"),
+    ("model.posterior", "cholesky", "model.posterior='cholesky'"),
+    ("objective.beta", -1.0, "objective.beta=-1.0"),
+    ("model.latent_dim", 0, "model.latent_dim=0"),
+    ("dataset.image_size", 60, "dataset.image_size=60 is not valid: the 4 stride-2 stages"),
+    ("train.batch_size", 0, "train.batch_size=0"),
+])
+def test_invalid_config_values_fail_naming_the_key(key, value, message):
+    config = tiny_config()
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(config)
+
+
+def run_launch(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "launch.py", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_command_line_overrides_reach_the_run(tmp_path):
+    result = run_launch("--config=experiments/shapes.py:tiny", f"--workdir={tmp_path}",
+                        "--config.train.num_steps=5", "--config.model.latent_dim=4",
+                        "--config.model.posterior=full", "--config.objective.beta=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model"]["latent_dim"] == 4
+    assert saved["model"]["posterior"] == "full"
+    assert saved["objective"]["beta"] == 8.0
+    assert "Done. Checkpoints:" in result.stderr
+
+
+def test_misspelled_config_key_fails_naming_it(tmp_path):
+    result = run_launch("--config=experiments/shapes.py:tiny", f"--workdir={tmp_path}",
+                        "--config.model.latnt_dim=4")
+    assert result.returncode != 0
+    assert "latnt_dim" in result.stderr
+    assert not (tmp_path / "config.json").exists()
