@@ -123,9 +123,10 @@ def main() -> None:
         train = jax.jit(jax.value_and_grad(lambda p, z, m=model: jnp.sum(m.apply(p, z)), (0, 1)))
         compile_s = seconds(train, params, z)
         for _ in range(args.warmup):
-            seconds(train, params, z), seconds(forward, params, z)
-        runs[variant] = dict(params=params, forward=forward, train=train, compile_s=compile_s,
-                             train_s=[], forward_s=[])
+            seconds(train, params, z)
+            seconds(forward, params, z)
+        runs[variant] = {"params": params, "forward": forward, "train": train,
+                         "compile_s": compile_s, "train_s": [], "forward_s": []}
     for _ in range(args.repeats):
         for run in runs.values():
             run["train_s"].append(seconds(run["train"], run["params"], z))

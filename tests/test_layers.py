@@ -48,9 +48,8 @@ def assert_close(got, want, rel, what):
 
 SHAPES = [  # (H, W, kernel [kh, kw])
     (7, 7, (4, 4)),  # 7 -> 14, the odd step of image_size 28
-    (14, 14, (4, 4)),
+    (4, 6, (4, 4)),
     (1, 1, (4, 4)),
-    (3, 8, (4, 4)),
     (5, 6, (3, 3)),
     (4, 3, (2, 2)),
     (6, 5, (5, 5)),
