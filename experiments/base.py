@@ -14,12 +14,16 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.dataset = ml_collections.ConfigDict(
         dict(
-            name="shapes",  # shapes | celeb_a
+            name="shapes",  # shapes | image_folder | a TFDS name: celeb_a, mnist, cifar10, ...
             image_size=64,
-            crop="center148",  # center148 | nvae | none (CelebA)
-            data_dir=config_dict.placeholder(str),
-            manual_dir=config_dict.placeholder(str),
+            crop="none",  # center148 | nvae | none (see vae_jax/data/pipeline.py)
+            data_dir=config_dict.placeholder(str),  # TFDS data_dir (default ~/tensorflow_datasets)
+            manual_dir=config_dict.placeholder(str),  # default <data_dir>/downloads/manual
             path=config_dict.placeholder(str),  # the folder for name="image_folder"
+            random_flip=False,  # random horizontal flips of training images
+            dynamic_binarization=False,  # resample binary pixels from intensities (MNIST)
+            shuffle_buffer=10_000,
+            cache=False,  # keep preprocessed images in memory after the first epoch
         )
     )
 
@@ -70,4 +74,17 @@ def get_config() -> ml_collections.ConfigDict:
         )
     )
     config.lock()
+    return config
+
+
+def make_tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks model, batch, steps and evaluation for smoke runs and tests (the `:tiny` argument).
+
+    Keeps the number of conv stages, so the image size stays valid.
+    """
+    config.model.latent_dim = 4
+    config.model.channels = tuple(8 for _ in config.model.channels)
+    config.model.hidden = (16,)
+    config.train.update(batch_size=8, num_steps=6, log_every=3, eval_every=6, checkpoint_every=6)
+    config.eval.update(batch_size=16, num_examples=32, num_figures=8)
     return config

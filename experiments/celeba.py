@@ -18,6 +18,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.dataset.name = "celeb_a"
     config.dataset.image_size = 64
     config.dataset.crop = "center148"
+    config.dataset.random_flip = True
     config.model.latent_dim = 128
     config.model.channels = (32, 64, 128, 256)
     config.model.hidden = (512,)
@@ -27,15 +28,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.train.num_steps = 100_000
     config.train.learning_rate = 5e-4
     if arg == "tiny":
-        config.model.latent_dim = 8
-        config.model.channels = (8, 8, 16, 16)
-        config.model.hidden = (32,)
-        config.train.batch_size = 8
-        config.train.num_steps = 10
-        config.train.log_every = 5
-        config.train.eval_every = 10
-        config.train.checkpoint_every = 10
-        config.eval.batch_size = 16
-        config.eval.num_examples = 32
-        config.eval.num_figures = 8
+        base.make_tiny(config)
     return config

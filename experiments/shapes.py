@@ -28,14 +28,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 1_000
     config.eval.num_examples = 2_048
     if arg == "tiny":
-        config.model.channels = (8, 8, 16, 16)
-        config.model.hidden = (32,)
-        config.train.batch_size = 16
-        config.train.num_steps = 20
-        config.train.log_every = 5
-        config.train.eval_every = 10
-        config.train.checkpoint_every = 10
-        config.eval.batch_size = 64
-        config.eval.num_examples = 128
-        config.eval.num_figures = 16
+        base.make_tiny(config)
     return config

@@ -30,7 +30,7 @@ def test_training_writes_config_checkpoints_metrics_events_and_figures(tmp_path)
     config = tiny_config(num_steps=20, log_every=5, eval_every=10, checkpoint_every=10)
     train.train_and_evaluate(config, tmp_path)
 
-    assert json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 10
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 4
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "20"]
 
     records = read_metrics(tmp_path)

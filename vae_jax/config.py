@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ml_collections
 
-DATASETS = ("shapes", "celeb_a")
 MODEL_KINDS = ("conv", "mlp")
 POSTERIORS = ("diag", "full")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "discretized_logistic")
@@ -40,7 +39,6 @@ def _at_least(config: ml_collections.ConfigDict, key: str, minimum: float) -> No
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for the first invalid value found."""
-    _one_of(config, "dataset.name", DATASETS)
     _one_of(config, "dataset.crop", CROPS)
     _one_of(config, "model.kind", MODEL_KINDS)
     _one_of(config, "model.posterior", POSTERIORS)
@@ -50,6 +48,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
                 "eval.batch_size", "eval.iwae_samples", "eval.num_figures", "dataset.image_size"):
         _at_least(config, key, 1)
+    if config.dataset.name == "image_folder":
+        _require(bool(config.dataset.path), "dataset.path", config.dataset.path,
+                 "dataset.name='image_folder' needs --config.dataset.path=DIR, a folder of images")
+    _at_least(config, "dataset.shuffle_buffer", 1)
     for key in ("objective.beta", "objective.free_bits", "objective.kl_warmup_steps",
                 "objective.capacity_gamma", "train.warmup_steps"):
         _at_least(config, key, 0)

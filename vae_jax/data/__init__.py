@@ -1,21 +1,23 @@
 """Input pipelines. Every source yields dicts of numpy arrays with "image": [B, H, W, C] float32
-in [0, 1] (plus source-specific extras such as "factors"); training batches for step t depend
-only on (config, t), so a resumed run sees the batches a straight run would have seen."""
+in [0, 1] (plus source-specific extras: "factors" for shapes, "attributes" for CelebA, "label"
+for labelled TFDS datasets). Training batches for step t depend only on (config, t), so a resumed
+run sees the batches a straight run would have seen.
+
+Sources: "shapes" (built in, procedural), "image_folder" (dataset.path), or any TFDS dataset name
+("celeb_a", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", ...).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import ml_collections
-import numpy as np
 
-from vae_jax.data import shapes
+from vae_jax.data import image_folder, pipeline, shapes
+from vae_jax.data import tfds as tfds_source
+from vae_jax.data.pipeline import Batch, DataNotFoundError
 
-Batch = dict[str, np.ndarray]
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A dataset that must be placed on disk by the user is missing; the message says how."""
+__all__ = ["Batch", "DataNotFoundError", "eval_batches", "image_shape", "train_batches"]
 
 
 def image_shape(dataset_config: ml_collections.ConfigDict) -> tuple[int, int, int]:
@@ -23,25 +25,44 @@ def image_shape(dataset_config: ml_collections.ConfigDict) -> tuple[int, int, in
     if dataset_config.name == "shapes":
         return shapes.IMAGE_SHAPE
     size = dataset_config.image_size
-    return (size, size, 3)
+    if dataset_config.name == "image_folder":
+        return (size, size, 3)
+    return (size, size, tfds_source.builder(dataset_config).info.features["image"].shape[-1])
+
+
+def _source(dataset_config: ml_collections.ConfigDict, split: str) -> pipeline.Source:
+    if dataset_config.name == "image_folder":
+        return image_folder.load(dataset_config.path, split)
+    return tfds_source.load(dataset_config, split)
 
 
 def train_batches(config: ml_collections.ConfigDict, start_step: int = 0) -> Iterator[Batch]:
-    """Infinite training batches of config.train.batch_size, starting at step `start_step`."""
-    if config.dataset.name == "shapes":
+    """Infinite training batches of config.train.batch_size, starting at step `start_step`.
+
+    Raises DataNotFoundError at once (not at the first batch) when the data is not on disk.
+    """
+    d = config.dataset
+    if d.name == "shapes":
         return shapes.train_batches(config.seed, config.train.batch_size, start_step)
-    raise _celeb_a_missing(config.dataset)
+    source = _source(d, "train")
+    return pipeline.train_batches(
+        source.elements, source.num_examples,
+        pipeline.preprocess_fn(d.crop, d.image_size, source.channels),
+        seed=config.seed, batch_size=config.train.batch_size, start_step=start_step,
+        shuffle_buffer=d.shuffle_buffer, cache=d.cache, flip=d.random_flip,
+        dynamic_binarization=d.dynamic_binarization,
+    )
 
 
-def eval_batches(config: ml_collections.ConfigDict) -> Iterator[Batch]:
-    """One pass over the test split (the first config.eval.num_examples, if set)."""
-    if config.dataset.name == "shapes":
+def eval_batches(config: ml_collections.ConfigDict, split: str = "test") -> Iterator[Batch]:
+    """One ordered pass over `split` (the first config.eval.num_examples, if set)."""
+    d = config.dataset
+    if d.name == "shapes":
         return shapes.test_batches(config.seed, config.eval.batch_size, config.eval.num_examples)
-    raise _celeb_a_missing(config.dataset)
-
-
-def _celeb_a_missing(dataset_config: ml_collections.ConfigDict) -> DataNotFoundError:
-    return DataNotFoundError(
-        f"CelebA data not found (dataset.data_dir={dataset_config.data_dir!r}) — see the README's "
-        "Data section for where to put the CelebA files."
+    source = _source(d, split)
+    num_examples = min(source.num_examples, config.eval.num_examples or source.num_examples)
+    return pipeline.eval_batches(
+        source.elements, num_examples, pipeline.preprocess_fn(d.crop, d.image_size, source.channels),
+        seed=config.seed, batch_size=config.eval.batch_size,
+        dynamic_binarization=d.dynamic_binarization,
     )

@@ -1,0 +1,184 @@
+"""tf.data pipelines shared by every on-disk source (TFDS, image folders).
+
+A source provides `elements`: a tf.data.Dataset of dicts with "image" uint8 [h, w, c] (plus
+extras such as "attributes") in a fixed order, and its size. From it this module builds
+
+  training batches: this process's shard, shuffled per epoch with a seed derived from
+      (seed, epoch), cropped and resized, randomly flipped (stateless: seeded by epoch and example
+      index), batched with drop_remainder and prefetched. Batch t depends only on (seed, t), and a
+      run resumed at step t skips straight to its epoch and position;
+  evaluation batches: the split in order, no flips, the last batch possibly smaller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+# tf.data is only an input pipeline here: keep TensorFlow off any accelerator.
+tf.config.set_visible_devices([], "GPU")
+
+Batch = dict[str, np.ndarray]
+Element = dict[str, tf.Tensor]
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset that must be placed on disk by the user is missing; the message says how."""
+
+
+class Source(NamedTuple):
+    """One split of an on-disk dataset, before decoding.
+
+    elements:     dicts {"image": tf.string, the encoded JPEG/PNG bytes, plus extras such as
+                  "attributes"} in a fixed order
+    num_examples: how many elements there are
+    channels:     channels of the decoded images
+    """
+
+    elements: tf.data.Dataset
+    num_examples: int
+    channels: int
+
+# CelebA crops (rows, cols) on the 218x178 aligned images: "center148" is the common CelebA-64
+# protocol (center 148x148, e.g. Larsen et al. 2016, Tolstikhin et al. 2018); "nvae" is the box
+# used by NVAE / VDVAE / Glow (rows 40:188, cols 15:163).
+NVAE_BOX = (40, 15, 148, 148)  # top, left, height, width
+CENTER_CROP = 148
+
+
+def crop_and_resize(image: tf.Tensor, crop: str, image_size: int) -> tf.Tensor:
+    """uint8 [h, w, c] -> float32 [image_size, image_size, c] in [0, 1].
+
+    crop: "center148" (center 148x148, or the largest centered square of a smaller image),
+    "nvae" (rows 40:188, cols 15:163) or "none"; then an antialiased bilinear resize, skipped
+    when the size already matches.
+    """
+    image = tf.convert_to_tensor(image)
+    if crop == "center148":
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        side = tf.minimum(CENTER_CROP, tf.minimum(height, width))
+        image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2,
+                                              side, side)
+    elif crop == "nvae":
+        image = tf.image.crop_to_bounding_box(image, *NVAE_BOX)
+    image = tf.cast(image, tf.float32) / 255.0
+    shape = tf.shape(image)
+    resized = tf.image.resize(image, (image_size, image_size), "bilinear", antialias=True)
+    same_size = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
+    image = tf.cond(same_size, lambda: image, lambda: resized)
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), (image_size, image_size, None))
+
+
+def preprocess_fn(crop: str, image_size: int, channels: int) -> Callable[[Element], Element]:
+    """Element with "image" as encoded bytes or uint8 [h, w, c] -> float32 [S, S, channels] in [0, 1]."""
+
+    def preprocess(element: Element) -> Element:
+        image = element["image"]
+        if image.dtype == tf.string:
+            image = tf.io.decode_image(image, channels=channels, expand_animations=False)
+        return {**element, "image": crop_and_resize(image, crop, image_size)}
+
+    return preprocess
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A distinct, reproducible shuffle seed for each epoch."""
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def binarize(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Dynamic binarisation: each pixel is 1 with probability equal to its intensity."""
+    return tf.cast(tf.random.stateless_uniform(tf.shape(image), seed) < image, tf.float32)
+
+
+def shard_for_this_process(elements: tf.data.Dataset, num_examples: int) -> tuple[tf.data.Dataset, int]:
+    """Every process reads its own 1/process_count of the examples."""
+    count, index = jax.process_count(), jax.process_index()
+    if count == 1:
+        return elements, num_examples
+    return elements.shard(count, index), num_examples // count + (index < num_examples % count)
+
+
+def train_batches(
+    elements: tf.data.Dataset,
+    num_examples: int,
+    preprocess: Callable[[Element], Element],
+    *,
+    seed: int,
+    batch_size: int,
+    start_step: int = 0,
+    shuffle_buffer: int = 10_000,
+    cache: bool = False,
+    flip: bool = True,
+    dynamic_binarization: bool = False,
+) -> Iterator[Batch]:
+    """Infinite training batches [batch_size, ...] starting at step `start_step`.
+
+    `preprocess` maps one element (uint8 image) to model-ready values (float image in [0, 1]);
+    with `cache` its outputs are kept in memory after the first epoch.
+    """
+    elements, num_examples = shard_for_this_process(elements, num_examples)
+    steps_per_epoch = num_examples // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"train.batch_size={batch_size} is larger than the {num_examples} "
+                         "training examples this process reads")
+    indexed = elements.enumerate()
+    if cache:
+        indexed = indexed.map(lambda i, e: (i, preprocess(e)), tf.data.AUTOTUNE).cache()
+
+    def augment(index, element, epoch_key):
+        element = dict(element if cache else preprocess(element))
+        example_key = tf.stack([epoch_key, tf.cast(index, tf.int64)])
+        if flip:
+            element["image"] = tf.image.stateless_random_flip_left_right(element["image"], example_key)
+        if dynamic_binarization:
+            element["image"] = binarize(element["image"], example_key + 1)
+        return element
+
+    epoch, offset = divmod(start_step, steps_per_epoch)
+    while True:
+        key = epoch_seed(seed, epoch)
+        dataset = (
+            indexed.shuffle(shuffle_buffer, seed=key, reshuffle_each_iteration=False)
+            .take(steps_per_epoch * batch_size)
+            .skip(offset * batch_size)
+            .map(lambda i, e: augment(i, e, tf.constant(key, tf.int64)), tf.data.AUTOTUNE)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        yield from dataset.as_numpy_iterator()
+        epoch, offset = epoch + 1, 0
+
+
+def eval_batches(
+    elements: tf.data.Dataset,
+    num_examples: int,
+    preprocess: Callable[[Element], Element],
+    *,
+    seed: int,
+    batch_size: int,
+    dynamic_binarization: bool = False,
+) -> Iterator[Batch]:
+    """The first `num_examples` elements in order, preprocessed, in batches of up to batch_size.
+
+    Dynamic binarisation, when on, is seeded by (seed, index): the same test set every time.
+    """
+
+    def prepare(index, element):
+        element = dict(preprocess(element))
+        if dynamic_binarization:
+            element["image"] = binarize(element["image"], tf.stack([tf.constant(seed, tf.int64), index]))
+        return element
+
+    dataset = (
+        elements.take(num_examples)
+        .enumerate()
+        .map(prepare, tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return dataset.as_numpy_iterator()
