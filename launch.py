@@ -1,8 +1,8 @@
 """Entry point: parse flags, load the experiment config, run the requested mode.
 
-    python launch.py                                          # experiments/shapes.py into runs/shapes
-    python launch.py --config=experiments/celeba.py --workdir=runs/celeba
-    python launch.py --config=experiments/shapes.py --config.model.latent_dim=4
+python launch.py                                          # experiments/shapes.py into runs/shapes
+python launch.py --config=experiments/celeba.py --workdir=runs/celeba
+python launch.py --config=experiments/shapes.py --config.model.latent_dim=4
 """
 
 from pathlib import Path
@@ -37,8 +37,12 @@ def main(argv):
         train.train_and_evaluate(FLAGS.config, workdir)
         logging.info(
             "Done. Checkpoints: %s | metrics: %s and TensorBoard events (tensorboard --logdir %s)"
-            " | figures: %s", workdir / "checkpoints", workdir / "metrics.jsonl", workdir,
-            workdir / "figures")
+            " | figures: %s",
+            workdir / "checkpoints",
+            workdir / "metrics.jsonl",
+            workdir,
+            workdir / "figures",
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ FEATURES = (128, 64, 32, 3)
 
 @jax.custom_vjp
 def _conv_transpose_2x_lax_forward(x, kernel):
-    return lax.conv_transpose(x, kernel, (2, 2), "SAME",
-                              dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True)
+    return lax.conv_transpose(
+        x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True
+    )
 
 
 def _lax_forward_fwd(x, kernel):
@@ -54,8 +55,11 @@ class UpsampleLaxForward(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(in_axis=-1, out_axis=-2),
-                            (self.kernel_size, self.kernel_size, self.features, x.shape[-1]))
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(in_axis=-1, out_axis=-2),
+            (self.kernel_size, self.kernel_size, self.features, x.shape[-1]),
+        )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         return _conv_transpose_2x_lax_forward(x, kernel) + bias
 
@@ -72,8 +76,9 @@ class ResizeConv(nn.Module):
 
 def make_stage(variant: str, features: int, kernel_size: int) -> nn.Module:
     if variant == "conv_transpose":
-        return nn.ConvTranspose(features, (kernel_size, kernel_size), strides=(2, 2),
-                                padding="SAME")
+        return nn.ConvTranspose(
+            features, (kernel_size, kernel_size), strides=(2, 2), padding="SAME"
+        )
     if variant == "upsample2x":
         return layers.Upsample2x(features, kernel_size)
     if variant == "upsample2x_lax_forward":
@@ -125,30 +130,47 @@ def main() -> None:
         for _ in range(args.warmup):
             seconds(train, params, z)
             seconds(forward, params, z)
-        runs[variant] = {"params": params, "forward": forward, "train": train,
-                         "compile_s": compile_s, "train_s": [], "forward_s": []}
+        runs[variant] = {
+            "params": params,
+            "forward": forward,
+            "train": train,
+            "compile_s": compile_s,
+            "train_s": [],
+            "forward_s": [],
+        }
     for _ in range(args.repeats):
         for run in runs.values():
             run["train_s"].append(seconds(run["train"], run["params"], z))
             run["forward_s"].append(seconds(run["forward"], run["params"], z))
 
-    baseline = statistics.median(runs["conv_transpose"]["train_s"]) if "conv_transpose" in runs else None
+    baseline = (
+        statistics.median(runs["conv_transpose"]["train_s"]) if "conv_transpose" in runs else None
+    )
     for variant, run in runs.items():
         train_s, forward_s = statistics.median(run["train_s"]), statistics.median(run["forward_s"])
-        print(json.dumps({
-            "variant": variant,
-            "batch": args.batch,
-            "kernel_size": args.kernel_size if variant != "resize_conv" else 3,
-            "train_ms": round(1e3 * train_s, 1),
-            "train_ms_min_max": [round(1e3 * min(run["train_s"]), 1),
-                                 round(1e3 * max(run["train_s"]), 1)],
-            "forward_ms": round(1e3 * forward_s, 1),
-            "train_img_per_s": round(args.batch / train_s, 1),
-            "train_speedup_vs_conv_transpose": round(baseline / train_s, 2) if baseline else None,
-            "first_train_call_s": round(run["compile_s"], 2),
-            "repeats": args.repeats,
-            "backend": jax.default_backend(),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "variant": variant,
+                    "batch": args.batch,
+                    "kernel_size": args.kernel_size if variant != "resize_conv" else 3,
+                    "train_ms": round(1e3 * train_s, 1),
+                    "train_ms_min_max": [
+                        round(1e3 * min(run["train_s"]), 1),
+                        round(1e3 * max(run["train_s"]), 1),
+                    ],
+                    "forward_ms": round(1e3 * forward_s, 1),
+                    "train_img_per_s": round(args.batch / train_s, 1),
+                    "train_speedup_vs_conv_transpose": round(baseline / train_s, 2)
+                    if baseline
+                    else None,
+                    "first_train_call_s": round(run["compile_s"], 2),
+                    "repeats": args.repeats,
+                    "backend": jax.default_backend(),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

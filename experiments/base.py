@@ -34,7 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
             channels=(32, 32, 64, 64),  # conv: one stride-2 stage per entry
             hidden=(256,),  # dense layers between the conv stack and the latent (mlp: all layers)
             posterior="diag",  # diag | full
-            likelihood="bernoulli",  # bernoulli | gaussian | gaussian_learned | discretized_logistic
+            # bernoulli | gaussian | gaussian_learned | discretized_logistic
+            likelihood="bernoulli",
             gaussian_scale=0.1,  # σ of the fixed-scale gaussian likelihood
         )
     )

@@ -1,6 +1,6 @@
 """β-VAE on the built-in shapes dataset (64x64 binary images with ground-truth factors).
 
-    python launch.py                                              # this experiment, into runs/shapes
+    python launch.py                                              # into runs/shapes
     python launch.py --config=experiments/shapes.py:tiny          # smoke run
     python launch.py --config=experiments/shapes.py --config.objective.beta=8
 

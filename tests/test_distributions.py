@@ -42,7 +42,11 @@ def make_pair(rng, kind: str, batch, k):
         cov = np.exp(log_var)[..., None] * np.eye(k)
         return D.DiagGaussian(jnp.asarray(mean), jnp.asarray(log_var)), mean, cov
     tril = random_cholesky(rng, batch, k)
-    return D.FullGaussian(jnp.asarray(mean), jnp.asarray(tril)), mean, tril @ np.swapaxes(tril, -1, -2)
+    return (
+        D.FullGaussian(jnp.asarray(mean), jnp.asarray(tril)),
+        mean,
+        tril @ np.swapaxes(tril, -1, -2),
+    )
 
 
 KINDS = ["diag", "full"]

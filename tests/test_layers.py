@@ -20,7 +20,8 @@ DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 def reference(x, kernel):
     """The stride-2 SAME transposed conv via lax: x [B, H, W, Cin], K [kh, kw, Cout, Cin]."""
     return lax.conv_transpose(
-        x, kernel, (2, 2), "SAME", dimension_numbers=DIMENSION_NUMBERS, transpose_kernel=True)
+        x, kernel, (2, 2), "SAME", dimension_numbers=DIMENSION_NUMBERS, transpose_kernel=True
+    )
 
 
 def adjoint_of_strided_conv(x, kernel):
@@ -107,12 +108,17 @@ def test_vmap_and_jit_match_a_loop_over_the_mapped_axis():
 
     got_dk = jax.jit(jax.vmap(jax.grad(loss, argnums=1)))(x, kernel)
     for i in range(3):
-        assert_close(got_dk[i], jax.grad(reference_loss, argnums=1)(x[i], kernel[i]), 1e-5,
-                     f"vmap d/dkernel slice {i}")
+        assert_close(
+            got_dk[i],
+            jax.grad(reference_loss, argnums=1)(x[i], kernel[i]),
+            1e-5,
+            f"vmap d/dkernel slice {i}",
+        )
 
 
 def test_bfloat16_inputs_give_bfloat16_outputs_and_gradients():
     x, kernel = random_inputs(5, 2, 7, 7, 8, 4, (4, 4), jnp.bfloat16)
+
     @jax.jit
     def forward_and_gradients(x, kernel):
         y, vjp = jax.vjp(layers.conv_transpose_2x, x, kernel)

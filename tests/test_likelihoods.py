@@ -21,7 +21,9 @@ def test_bernoulli_log_prob_matches_float64_cross_entropy():
     got = np.asarray(L.Bernoulli(jnp.asarray(logits, jnp.float32)).log_prob(x.astype(np.float32)))
     assert got.shape == (2,)
     np.testing.assert_allclose(got, want, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(L.Bernoulli(jnp.asarray(logits)).mean()), probs, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(L.Bernoulli(jnp.asarray(logits)).mean()), probs, rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("log_scale_shape", [(), (3,), (4, 5, 3)])
@@ -34,7 +36,9 @@ def test_gaussian_log_prob_matches_float64_density(log_scale_shape):
     density = np.exp(-0.5 * ((x - loc) / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma)
     want = np.sum(np.log(density), axis=(1, 2, 3))
     likelihood = L.Gaussian(jnp.asarray(loc, jnp.float32), jnp.asarray(log_scale, jnp.float32))
-    np.testing.assert_allclose(np.asarray(likelihood.log_prob(x.astype(np.float32))), want, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(likelihood.log_prob(x.astype(np.float32))), want, rtol=1e-5
+    )
 
 
 def numpy_discretized_logistic_probs(loc, scale):
@@ -49,7 +53,8 @@ def all_bins_log_prob(loc, log_scale, dtype):
     """log P of every 8-bit value under each of N one-pixel (loc, log_scale) pairs: [N, 256]."""
     values = (jnp.arange(256, dtype=dtype) / 255.0).reshape(256, 1, 1, 1, 1)
     likelihood = L.DiscretizedLogistic(
-        jnp.asarray(loc, dtype).reshape(-1, 1, 1, 1), jnp.asarray(log_scale, dtype).reshape(-1, 1, 1, 1)
+        jnp.asarray(loc, dtype).reshape(-1, 1, 1, 1),
+        jnp.asarray(log_scale, dtype).reshape(-1, 1, 1, 1),
     )
     return likelihood.log_prob(values).T
 
@@ -84,8 +89,12 @@ def test_discretized_logistic_log_prob_sums_pixels_per_example():
     probs = numpy_discretized_logistic_probs(loc, np.broadcast_to(np.exp(log_scale), loc.shape))
     index = np.rint(x * 255).astype(int)
     want = np.log(np.take_along_axis(probs, index[..., None], -1)[..., 0]).sum((1, 2, 3))
-    likelihood = L.DiscretizedLogistic(jnp.asarray(loc, jnp.float32), jnp.asarray(log_scale, jnp.float32))
-    np.testing.assert_allclose(np.asarray(likelihood.log_prob(x.astype(np.float32))), want, rtol=1e-5)
+    likelihood = L.DiscretizedLogistic(
+        jnp.asarray(loc, jnp.float32), jnp.asarray(log_scale, jnp.float32)
+    )
+    np.testing.assert_allclose(
+        np.asarray(likelihood.log_prob(x.astype(np.float32))), want, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("cls", [L.Gaussian, L.DiscretizedLogistic])

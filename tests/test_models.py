@@ -27,7 +27,8 @@ def tiny_model_config(**overrides):
     return config
 
 
-def apply(model, x, key=jax.random.key(0)):
+def apply(model, x):
+    key = jax.random.key(0)
     params = model.init(key, x, key)
     return params, model.apply(params, x, key)
 
@@ -108,4 +109,6 @@ def test_apply_is_pure():
     params, first = apply(model, x)
     second = model.apply(params, x, jax.random.key(0))
     np.testing.assert_array_equal(np.asarray(first.z), np.asarray(second.z))
-    np.testing.assert_array_equal(np.asarray(first.likelihood.mean()), np.asarray(second.likelihood.mean()))
+    np.testing.assert_array_equal(
+        np.asarray(first.likelihood.mean()), np.asarray(second.likelihood.mean())
+    )

@@ -13,8 +13,14 @@ from vae_jax import objectives as O
 
 def objective_config(**overrides):
     config = ml_collections.ConfigDict(
-        dict(beta=1.0, kl_warmup_steps=0, capacity=None, capacity_steps=0, capacity_gamma=1000.0,
-             free_bits=0.0)
+        dict(
+            beta=1.0,
+            kl_warmup_steps=0,
+            capacity=None,
+            capacity_steps=0,
+            capacity_gamma=1000.0,
+            free_bits=0.0,
+        )
     )
     config.update(overrides)
     return config
@@ -57,8 +63,12 @@ def test_elbo_equals_log_evidence_at_exact_posterior_of_linear_gaussian_model():
     with jax.enable_x64(True):
         posterior = exact_posterior(w, b, noise_std, x)
         z = posterior.sample(jax.random.key(0), (20_000,))  # [S, B, k]
-        terms = O.elbo_terms(posterior, D.standard_normal(3), decode(w, b, noise_std, z),
-                             jnp.asarray(x)[:, None, None, :])
+        terms = O.elbo_terms(
+            posterior,
+            D.standard_normal(3),
+            decode(w, b, noise_std, z),
+            jnp.asarray(x)[:, None, None, :],
+        )
         elbo = np.asarray(terms.elbo)  # [S, B]
     standard_error = elbo.std(0) / np.sqrt(elbo.shape[0])
     error = np.abs(elbo.mean(0) - log_evidence(w, b, noise_std, x))
@@ -67,7 +77,9 @@ def test_elbo_equals_log_evidence_at_exact_posterior_of_linear_gaussian_model():
 
 def test_elbo_terms_are_kl_and_negative_log_likelihood():
     rng = np.random.default_rng(1)
-    posterior = D.DiagGaussian(jnp.asarray(rng.normal(size=(4, 3))), jnp.asarray(rng.normal(size=(4, 3))))
+    posterior = D.DiagGaussian(
+        jnp.asarray(rng.normal(size=(4, 3))), jnp.asarray(rng.normal(size=(4, 3)))
+    )
     prior = D.standard_normal(3)
     likelihood = L.Bernoulli(jnp.asarray(rng.normal(size=(4, 2, 2, 1))))
     x = jnp.asarray(rng.integers(0, 2, size=(4, 2, 2, 1)).astype(np.float32))
@@ -77,15 +89,18 @@ def test_elbo_terms_are_kl_and_negative_log_likelihood():
     np.testing.assert_allclose(np.asarray(terms.rate_per_dim), want_rate_per_dim, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(terms.rate), want_rate_per_dim.sum(-1), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(terms.distortion), -np.asarray(likelihood.log_prob(x)))
-    np.testing.assert_allclose(np.asarray(terms.elbo), -(np.asarray(terms.rate) + np.asarray(terms.distortion)))
+    np.testing.assert_allclose(
+        np.asarray(terms.elbo), -(np.asarray(terms.rate) + np.asarray(terms.distortion))
+    )
 
 
 def fixed_terms():
     rate_per_dim = jnp.array([[0.1, 2.0, 0.0], [0.3, 1.0, 0.2]])
     rate = rate_per_dim.sum(-1)
     distortion = jnp.array([10.0, 20.0])
-    return O.ElboTerms(rate=rate, distortion=distortion, elbo=-(rate + distortion),
-                       rate_per_dim=rate_per_dim)
+    return O.ElboTerms(
+        rate=rate, distortion=distortion, elbo=-(rate + distortion), rate_per_dim=rate_per_dim
+    )
 
 
 def test_beta_vae_loss_weights_mean_rate_by_beta():
@@ -146,7 +161,9 @@ def test_iwae_at_exact_posterior_equals_log_evidence_for_every_k():
         posterior = exact_posterior(w, b, noise_std, x)
         z = posterior.sample(jax.random.key(1), (10,))  # [K, B, k]
         log_px = decode(w, b, noise_std, z).log_prob(jnp.asarray(x)[:, None, None, :])
-        bound = np.asarray(O.iwae_bound(log_px, D.standard_normal(3).log_prob(z), posterior.log_prob(z)))
+        bound = np.asarray(
+            O.iwae_bound(log_px, D.standard_normal(3).log_prob(z), posterior.log_prob(z))
+        )
     np.testing.assert_allclose(bound, log_evidence(w, b, noise_std, x), rtol=1e-8)
 
 

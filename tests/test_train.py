@@ -41,7 +41,9 @@ def test_training_writes_config_checkpoints_metrics_events_and_figures(tmp_path)
 
     events = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
     events.Reload()  # TF2 summaries are stored as tensors
-    assert {"loss", "elbo", "test/elbo", "reconstructions", "samples"} <= set(events.Tags()["tensors"])
+    assert {"loss", "elbo", "test/elbo", "reconstructions", "samples"} <= set(
+        events.Tags()["tensors"]
+    )
     loss_events = events.Tensors("loss")
     assert [e.step for e in loss_events] == [5, 10, 15, 20]
     logged = [float(tf.make_ndarray(e.tensor_proto)) for e in loss_events]
@@ -67,8 +69,11 @@ def test_resume_after_interruption_gives_identical_parameters(tmp_path):
     train.train_and_evaluate(tiny_config(num_steps=10, **steps), tmp_path / "resumed")
     resumed = train.train_and_evaluate(tiny_config(num_steps=20, **steps), tmp_path / "resumed")
     assert int(resumed.step) == int(straight.step) == 20
-    for path, a, b in zip(jax.tree_util.tree_leaves_with_path(straight.params),
-                          jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+    for path, a, b in zip(
+        jax.tree_util.tree_leaves_with_path(straight.params),
+        jax.tree.leaves(straight.params),
+        jax.tree.leaves(resumed.params),
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(path[0]))
     for a, b in zip(jax.tree.leaves(straight.opt_state), jax.tree.leaves(resumed.opt_state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -83,14 +88,17 @@ def test_finished_run_exits_at_once_without_writing(tmp_path):
     assert (tmp_path / "metrics.jsonl").read_text() == before
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("model.likelihood", "poisson", "model.likelihood='poisson' is not valid: must be one of"),
-    ("model.posterior", "cholesky", "model.posterior='cholesky'"),
-    ("objective.beta", -1.0, "objective.beta=-1.0"),
-    ("model.latent_dim", 0, "model.latent_dim=0"),
-    ("dataset.image_size", 60, "dataset.image_size=60 is not valid: the 4 stride-2 stages"),
-    ("train.batch_size", 0, "train.batch_size=0"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("model.likelihood", "poisson", "model.likelihood='poisson' is not valid: must be one of"),
+        ("model.posterior", "cholesky", "model.posterior='cholesky'"),
+        ("objective.beta", -1.0, "objective.beta=-1.0"),
+        ("model.latent_dim", 0, "model.latent_dim=0"),
+        ("dataset.image_size", 60, "dataset.image_size=60 is not valid: the 4 stride-2 stages"),
+        ("train.batch_size", 0, "train.batch_size=0"),
+    ],
+)
 def test_invalid_config_values_fail_naming_the_key(key, value, message):
     config = tiny_config()
     section, name = key.split(".")
@@ -100,14 +108,20 @@ def test_invalid_config_values_fail_naming_the_key(key, value, message):
 
 
 def run_launch(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "launch.py", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "launch.py", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_command_line_overrides_reach_the_run(tmp_path):
-    result = run_launch("--config=experiments/shapes.py:tiny", f"--workdir={tmp_path}",
-                        "--config.train.num_steps=5", "--config.model.latent_dim=4",
-                        "--config.model.posterior=full", "--config.objective.beta=8")
+    result = run_launch(
+        "--config=experiments/shapes.py:tiny",
+        f"--workdir={tmp_path}",
+        "--config.train.num_steps=5",
+        "--config.model.latent_dim=4",
+        "--config.model.posterior=full",
+        "--config.objective.beta=8",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model"]["latent_dim"] == 4
@@ -117,8 +131,9 @@ def test_command_line_overrides_reach_the_run(tmp_path):
 
 
 def test_misspelled_config_key_fails_naming_it(tmp_path):
-    result = run_launch("--config=experiments/shapes.py:tiny", f"--workdir={tmp_path}",
-                        "--config.model.latnt_dim=4")
+    result = run_launch(
+        "--config=experiments/shapes.py:tiny", f"--workdir={tmp_path}", "--config.model.latnt_dim=4"
+    )
     assert result.returncode != 0
     assert "latnt_dim" in result.stderr
     assert not (tmp_path / "config.json").exists()

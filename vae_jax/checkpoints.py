@@ -25,7 +25,9 @@ def read_config_dict(workdir: str | Path) -> dict[str, Any]:
     return json.loads((Path(workdir) / CONFIG_FILE).read_text())
 
 
-def checkpoint_manager(workdir: str | Path, max_to_keep: int | None = None) -> ocp.CheckpointManager:
+def checkpoint_manager(
+    workdir: str | Path, max_to_keep: int | None = None
+) -> ocp.CheckpointManager:
     """An orbax manager over <workdir>/checkpoints/<step>/; writes are atomic (tmp dir + rename)."""
     directory = (Path(workdir) / CHECKPOINT_DIR).absolute()
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)

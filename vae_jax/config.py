@@ -44,30 +44,69 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _one_of(config, "model.posterior", POSTERIORS)
     _one_of(config, "model.likelihood", LIKELIHOODS)
     _one_of(config, "train.lr_schedule", LR_SCHEDULES)
-    for key in ("model.latent_dim", "train.batch_size", "train.num_steps", "train.log_every",
-                "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
-                "eval.batch_size", "eval.iwae_samples", "eval.num_figures", "dataset.image_size"):
+    for key in (
+        "model.latent_dim",
+        "train.batch_size",
+        "train.num_steps",
+        "train.log_every",
+        "train.eval_every",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "eval.batch_size",
+        "eval.iwae_samples",
+        "eval.num_figures",
+        "dataset.image_size",
+    ):
         _at_least(config, key, 1)
     if config.dataset.name == "image_folder":
-        _require(bool(config.dataset.path), "dataset.path", config.dataset.path,
-                 "dataset.name='image_folder' needs --config.dataset.path=DIR, a folder of images")
+        _require(
+            bool(config.dataset.path),
+            "dataset.path",
+            config.dataset.path,
+            "dataset.name='image_folder' needs --config.dataset.path=DIR, a folder of images",
+        )
     _at_least(config, "dataset.shuffle_buffer", 1)
-    for key in ("objective.beta", "objective.free_bits", "objective.kl_warmup_steps",
-                "objective.capacity_gamma", "train.warmup_steps"):
+    for key in (
+        "objective.beta",
+        "objective.free_bits",
+        "objective.kl_warmup_steps",
+        "objective.capacity_gamma",
+        "train.warmup_steps",
+    ):
         _at_least(config, key, 0)
-    _require(config.train.learning_rate > 0, "train.learning_rate", config.train.learning_rate,
-             "must be > 0")
-    _require(config.model.gaussian_scale > 0, "model.gaussian_scale", config.model.gaussian_scale,
-             "must be > 0")
-    _require(all(c >= 1 for c in config.model.channels), "model.channels", config.model.channels,
-             "every entry must be >= 1")
+    _require(
+        config.train.learning_rate > 0,
+        "train.learning_rate",
+        config.train.learning_rate,
+        "must be > 0",
+    )
+    _require(
+        config.model.gaussian_scale > 0,
+        "model.gaussian_scale",
+        config.model.gaussian_scale,
+        "must be > 0",
+    )
+    _require(
+        all(c >= 1 for c in config.model.channels),
+        "model.channels",
+        config.model.channels,
+        "every entry must be >= 1",
+    )
     if config.model.kind == "conv":
         stages = len(config.model.channels)
         size = config.dataset.image_size
-        _require(size % 2**stages == 0, "dataset.image_size", size,
-                 f"the {stages} stride-2 stages of model.channels need a multiple of {2**stages}")
+        _require(
+            size % 2**stages == 0,
+            "dataset.image_size",
+            size,
+            f"the {stages} stride-2 stages of model.channels need a multiple of {2**stages}",
+        )
     if config.objective.free_bits > 0:
-        _require(config.model.posterior == "diag", "objective.free_bits", config.objective.free_bits,
-                 "free bits are per latent dimension and need model.posterior='diag'")
+        _require(
+            config.model.posterior == "diag",
+            "objective.free_bits",
+            config.objective.free_bits,
+            "free bits are per latent dimension and need model.posterior='diag'",
+        )
     if config.objective.capacity is not None:
         _at_least(config, "objective.capacity", 0)

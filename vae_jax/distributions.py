@@ -88,7 +88,9 @@ class FullGaussian:
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """Reparameterised sample mean + L eps: [*sample_shape, ..., k]."""
         batch_shape = jnp.broadcast_shapes(self.mean.shape[:-1], self.scale_tril.shape[:-2])
-        eps = jax.random.normal(key, sample_shape + batch_shape + (self.event_size,), self.mean.dtype)
+        eps = jax.random.normal(
+            key, sample_shape + batch_shape + (self.event_size,), self.mean.dtype
+        )
         return self.mean + jnp.einsum("...ij,...j->...i", self.scale_tril, eps)
 
     def log_prob(self, z: jax.Array) -> jax.Array:
@@ -152,7 +154,7 @@ def kl_divergence(p: Gaussian, q: Gaussian) -> jax.Array:
 def kl_per_dimension(p: DiagGaussian, q: DiagGaussian) -> jax.Array:
     """KL(p || q) of each latent dimension of two diagonal Gaussians: [..., k].
 
-        KLᵢ = ½ [ exp(ln σp² − ln σq²) + (μq − μp)² / σq² − 1 + ln σq² − ln σp² ]
+    KLᵢ = ½ [ exp(ln σp² − ln σq²) + (μq − μp)² / σq² − 1 + ln σq² − ln σp² ]
     """
     log_ratio = p.log_var - q.log_var
     mahalanobis = jnp.square(q.mean - p.mean) * jnp.exp(-q.log_var)

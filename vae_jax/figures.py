@@ -19,21 +19,26 @@ def image_grid(images: np.ndarray, columns: int) -> np.ndarray:
     n, height, width, channels = images.shape
     rows = -(-n // columns)
     step_y, step_x = height + GRID_LINE, width + GRID_LINE
-    grid = np.full((rows * step_y + GRID_LINE, columns * step_x + GRID_LINE, channels), GRID_GREY,
-                   np.float32)
+    grid = np.full(
+        (rows * step_y + GRID_LINE, columns * step_x + GRID_LINE, channels), GRID_GREY, np.float32
+    )
     for i, image in enumerate(np.clip(images, 0.0, 1.0)):
         top, left = GRID_LINE + (i // columns) * step_y, GRID_LINE + (i % columns) * step_x
         grid[top : top + height, left : left + width] = image
     return grid
 
 
-def reconstruction_grid(inputs: np.ndarray, reconstructions: np.ndarray, columns: int = 8) -> np.ndarray:
+def reconstruction_grid(
+    inputs: np.ndarray, reconstructions: np.ndarray, columns: int = 8
+) -> np.ndarray:
     """Rows of inputs [N, H, W, C], each followed by the row of their reconstructions."""
     pairs = []
     for start in range(0, len(inputs), columns):
         pairs += [inputs[start : start + columns], reconstructions[start : start + columns]]
-    padded = [np.concatenate([row, np.ones((columns - len(row),) + row.shape[1:], row.dtype)])
-              for row in pairs]
+    padded = [
+        np.concatenate([row, np.ones((columns - len(row),) + row.shape[1:], row.dtype)])
+        for row in pairs
+    ]
     return image_grid(np.concatenate(padded), columns)
 
 

@@ -78,9 +78,15 @@ def _conv_transpose_2x_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
         cols = []
         for b in (0, 1):
             taps_w, pad_w = _phase_taps(b, kw)
-            cols.append(lax.conv_general_dilated(
-                x, kernel[taps_h, taps_w], (1, 1), (pad_h, pad_w),
-                dimension_numbers=_PHASE_DIMENSION_NUMBERS))
+            cols.append(
+                lax.conv_general_dilated(
+                    x,
+                    kernel[taps_h, taps_w],
+                    (1, 1),
+                    (pad_h, pad_w),
+                    dimension_numbers=_PHASE_DIMENSION_NUMBERS,
+                )
+            )
         rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2 (b), Cout]
     y = jnp.stack(rows, axis=2)  # [B, H, 2 (a), W, 2 (b), Cout]
     batch, height, _, width, _, features = y.shape
@@ -121,19 +127,23 @@ def conv_transpose_2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
         raise ValueError(
             f"conv_transpose_2x takes x [B, H, W, Cin] and kernel [kh, kw, Cout, Cin], got "
             f"x.shape={x.shape}, kernel.shape={kernel.shape}; reshape extra leading axes into "
-            "B or jax.vmap over them")
+            "B or jax.vmap over them"
+        )
     if kernel.shape[3] != x.shape[3]:
         raise ValueError(
             f"kernel [kh, kw, Cout, Cin] has Cin={kernel.shape[3]} but x has {x.shape[3]} "
-            f"channels (x.shape={x.shape}, kernel.shape={kernel.shape})")
+            f"channels (x.shape={x.shape}, kernel.shape={kernel.shape})"
+        )
     if min(kernel.shape[:2]) < 2:
         raise ValueError(
             f"kernel_size {kernel.shape[:2]} is below 2, so some output pixels would meet no "
-            "tap; use at least 2x2 (4x4 is the default)")
+            "tap; use at least 2x2 (4x4 is the default)"
+        )
     if x.dtype != kernel.dtype:
         raise TypeError(
             f"x is {x.dtype} but kernel is {kernel.dtype}; cast one of them explicitly "
-            "(Upsample2x does this through its dtype field)")
+            "(Upsample2x does this through its dtype field)"
+        )
     return _conv_transpose_2x(x, kernel)
 
 
@@ -145,7 +155,8 @@ def _transposed_lecun_normal(stride: int = 2) -> nn.initializers.Initializer:
     fan_in = kh·kw·Cin/4 and Var K = 4/(kh·kw·Cin): unit-variance inputs give unit-variance outputs.
     """
     return nn.initializers.variance_scaling(
-        float(stride * stride), "fan_in", "truncated_normal", in_axis=-1, out_axis=-2)
+        float(stride * stride), "fan_in", "truncated_normal", in_axis=-1, out_axis=-2
+    )
 
 
 class Upsample2x(nn.Module):
@@ -153,7 +164,8 @@ class Upsample2x(nn.Module):
 
     A drop-in for `nn.ConvTranspose(features, (k, k), strides=(2, 2), padding="SAME")` that
     trains several times faster on XLA:CPU (see the module docstring). Parameters are float32;
-    `dtype` is the computation dtype (None: the input's dtype), to which kernel, bias and x are cast.
+    `dtype` is the computation dtype (None: the input's dtype), to which kernel, bias and x are
+    cast.
     """
 
     features: int
@@ -163,8 +175,11 @@ class Upsample2x(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param(
-            "kernel", _transposed_lecun_normal(),
-            (self.kernel_size, self.kernel_size, self.features, x.shape[-1]), jnp.float32)
+            "kernel",
+            _transposed_lecun_normal(),
+            (self.kernel_size, self.kernel_size, self.features, x.shape[-1]),
+            jnp.float32,
+        )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         dtype = x.dtype if self.dtype is None else self.dtype
         y = conv_transpose_2x(x.astype(dtype), kernel.astype(dtype))

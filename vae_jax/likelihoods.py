@@ -79,11 +79,7 @@ class DiscretizedLogistic:
         lower = (x - self.loc - 0.5 * BIN_WIDTH) * inv_scale
         log_cdf_upper = jax.nn.log_sigmoid(upper)
         log_survival_lower = jax.nn.log_sigmoid(-lower)
-        log_bin = (
-            log_cdf_upper
-            + log_survival_lower
-            + jnp.log(-jnp.expm1(-BIN_WIDTH * inv_scale))
-        )
+        log_bin = log_cdf_upper + log_survival_lower + jnp.log(-jnp.expm1(-BIN_WIDTH * inv_scale))
         log_p = jnp.where(
             x < 0.5 * BIN_WIDTH,
             log_cdf_upper,

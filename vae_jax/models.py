@@ -127,7 +127,9 @@ class ConvDecoder(nn.Module):
         for features in reversed(self.channels[:-1]):
             h = nn.relu(Upsample2x(features)(h))
         raw = Upsample2x(image_channels * outputs_per_channel(self.likelihood))(h)
-        return LikelihoodHead(self.likelihood, self.gaussian_scale)(raw.reshape(lead + raw.shape[1:]))
+        return LikelihoodHead(self.likelihood, self.gaussian_scale)(
+            raw.reshape(lead + raw.shape[1:])
+        )
 
 
 class MlpEncoder(nn.Module):
@@ -168,7 +170,8 @@ class MlpDecoder(nn.Module):
 
 @struct.dataclass
 class VaeOutput:
-    """What one forward pass produces: q(z|x) over [B, k], z ~ q [B, k], p(x|z) over [B, H, W, C]."""
+    """What one forward pass produces: q(z|x) over [B, k], z ~ q [B, k] and p(x|z) over
+    [B, H, W, C]."""
 
     posterior: D.Gaussian
     z: jax.Array

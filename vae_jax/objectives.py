@@ -48,8 +48,9 @@ def elbo_terms(
     else:
         rate_per_dim = None
         rate = D.kl_divergence(posterior, prior)
-    return ElboTerms(rate=rate, distortion=distortion, elbo=-(rate + distortion),
-                     rate_per_dim=rate_per_dim)
+    return ElboTerms(
+        rate=rate, distortion=distortion, elbo=-(rate + distortion), rate_per_dim=rate_per_dim
+    )
 
 
 def kl_weight(step: jax.Array, beta: float, kl_warmup_steps: int) -> jax.Array:
@@ -60,7 +61,8 @@ def kl_weight(step: jax.Array, beta: float, kl_warmup_steps: int) -> jax.Array:
 
 
 def capacity_target(step: jax.Array, capacity: float, capacity_steps: int) -> jax.Array:
-    """C(step) = capacity · min(1, step / capacity_steps), annealed linearly (Burgess et al. 2018)."""
+    """C(step) = capacity · min(1, step / capacity_steps): the capacity annealed linearly
+    (Burgess et al. 2018)."""
     if capacity_steps <= 0:
         return jnp.asarray(capacity, jnp.float32)
     return capacity * jnp.minimum(1.0, step / capacity_steps)
@@ -88,7 +90,9 @@ def loss(terms: ElboTerms, config, step: jax.Array) -> jax.Array:
         return distortion + config.capacity_gamma * jnp.abs(jnp.mean(terms.rate) - target)
     if config.free_bits > 0:
         if terms.rate_per_dim is None:
-            raise ValueError("objective.free_bits needs a diagonal posterior (model.posterior='diag')")
+            raise ValueError(
+                "objective.free_bits needs a diagonal posterior (model.posterior='diag')"
+            )
         rate = free_bits_rate(terms.rate_per_dim, config.free_bits)
     else:
         rate = jnp.mean(terms.rate)

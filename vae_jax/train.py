@@ -7,7 +7,7 @@ objectives.py and the steps. Re-running with the same workdir resumes from the l
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import jax
@@ -52,13 +52,17 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
 
 
 def create_train_state(
-    model: VAE, optimizer: optax.GradientTransformation, image_shape: tuple[int, int, int],
+    model: VAE,
+    optimizer: optax.GradientTransformation,
+    image_shape: tuple[int, int, int],
     key: jax.Array,
 ) -> TrainState:
     """Fresh parameters (initialised on a batch of one) and optimizer state at step 0."""
     x = jnp.zeros((1,) + image_shape, jnp.float32)
     params = jax.jit(model.init)(key, x, key)
-    return TrainState(step=jnp.asarray(0, jnp.int32), params=params, opt_state=optimizer.init(params))
+    return TrainState(
+        step=jnp.asarray(0, jnp.int32), params=params, opt_state=optimizer.init(params)
+    )
 
 
 def make_train_step(
@@ -81,7 +85,9 @@ def make_train_step(
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         new_state = TrainState(
-            step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
         )
         metrics = dict(
             loss=loss,
@@ -102,8 +108,12 @@ def make_eval_step(model: VAE) -> Callable:
         x = batch["image"]
         out = model.apply(params, x, key)
         terms = O.elbo_terms(out.posterior, model.prior, out.likelihood, x)
-        return dict(elbo=jnp.sum(terms.elbo), rate=jnp.sum(terms.rate),
-                    distortion=jnp.sum(terms.distortion), count=jnp.asarray(x.shape[0], jnp.float32))
+        return dict(
+            elbo=jnp.sum(terms.elbo),
+            rate=jnp.sum(terms.rate),
+            distortion=jnp.sum(terms.distortion),
+            count=jnp.asarray(x.shape[0], jnp.float32),
+        )
 
     return jax.jit(eval_step)
 
@@ -123,7 +133,7 @@ def make_figure_fns(model: VAE) -> tuple[Callable, Callable]:
     return jax.jit(reconstruct), jax.jit(sample, static_argnums=2)
 
 
-def evaluate(eval_step: Callable, params, batches: Iterator[data.Batch], key: jax.Array) -> dict:
+def evaluate(eval_step: Callable, params, batches: Iterable[data.Batch], key: jax.Array) -> dict:
     """Mean test elbo / rate / distortion (nats per example) over one pass of `batches`."""
     totals = None
     for i, batch in enumerate(batches):
@@ -147,7 +157,9 @@ def _format_duration(seconds: float) -> str:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
-    """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state."""
+    """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+    Returns the final train state."""
     config_lib.validate(config)
     workdir = Path(workdir)
     image_shape = data.image_shape(config.dataset)
@@ -165,8 +177,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         logging.info("Resumed from checkpoint at step %d in %s", latest, workdir)
     num_steps = config.train.num_steps
     if int(state.step) >= num_steps:
-        logging.info("Run in %s already finished (step %d of %d); nothing to do.",
-                     workdir, int(state.step), num_steps)
+        logging.info(
+            "Run in %s already finished (step %d of %d); nothing to do.",
+            workdir,
+            int(state.step),
+            num_steps,
+        )
         manager.close()
         return state
     if latest is None:
@@ -176,18 +192,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     eval_step = make_eval_step(model)
     reconstruct, sample = make_figure_fns(model)
     writer = MetricsWriter(workdir)
+    eval_data = data.eval_batches(config)
 
     def evaluate_and_draw(step: int) -> None:
-        metrics = evaluate(eval_step, state.params, data.eval_batches(config), eval_key)
+        metrics = evaluate(eval_step, state.params, eval_data, eval_key)
         if config.model.likelihood == "discretized_logistic":  # a likelihood of 8-bit data
-            metrics["test/bits_per_dim"] = -metrics["test/elbo"] / (np.prod(image_shape) * np.log(2))
+            metrics["test/bits_per_dim"] = -metrics["test/elbo"] / (
+                np.prod(image_shape) * np.log(2)
+            )
         writer.write_scalars(step, metrics)
         logging.info("step %d | %s", step, " | ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-        inputs = next(data.eval_batches(config))["image"][: config.eval.num_figures]
+        inputs = next(iter(eval_data))["image"][: config.eval.num_figures]
         grids = {
-            "reconstructions": figures.reconstruction_grid(inputs, np.asarray(reconstruct(state.params, inputs))),
+            "reconstructions": figures.reconstruction_grid(
+                inputs, np.asarray(reconstruct(state.params, inputs))
+            ),
             "samples": figures.image_grid(
-                np.asarray(sample(state.params, eval_key, config.eval.num_figures)), columns=8),
+                np.asarray(sample(state.params, eval_key, config.eval.num_figures)), columns=8
+            ),
         }
         writer.write_images(step, grids)
         for name, grid in grids.items():
@@ -208,9 +230,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             writer.write_scalars(step, means)
             logging.info(
                 "step %d/%d | loss %.2f | elbo %.2f | rate %.2f | distortion %.2f | grad_norm %.2f"
-                " | %.0f img/s | ETA %s", step, num_steps, means["loss"], means["elbo"],
-                means["rate"], means["distortion"], means["grad_norm"], means["images_per_s"],
-                _format_duration(eta))
+                " | %.0f img/s | ETA %s",
+                step,
+                num_steps,
+                means["loss"],
+                means["elbo"],
+                means["rate"],
+                means["distortion"],
+                means["grad_norm"],
+                means["images_per_s"],
+                _format_duration(eta),
+            )
             pending_metrics = []
         if step % config.train.eval_every == 0 or step == num_steps:
             evaluate_and_draw(step)

@@ -9,7 +9,7 @@ Sources: "shapes" (built in, procedural), "image_folder" (dataset.path), or any 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import ml_collections
 
@@ -46,23 +46,46 @@ def train_batches(config: ml_collections.ConfigDict, start_step: int = 0) -> Ite
         return shapes.train_batches(config.seed, config.train.batch_size, start_step)
     source = _source(d, "train")
     return pipeline.train_batches(
-        source.elements, source.num_examples,
+        source.elements,
+        source.num_examples,
         pipeline.preprocess_fn(d.crop, d.image_size, source.channels),
-        seed=config.seed, batch_size=config.train.batch_size, start_step=start_step,
-        shuffle_buffer=d.shuffle_buffer, cache=d.cache, flip=d.random_flip,
+        seed=config.seed,
+        batch_size=config.train.batch_size,
+        start_step=start_step,
+        shuffle_buffer=d.shuffle_buffer,
+        cache=d.cache,
+        flip=d.random_flip,
         dynamic_binarization=d.dynamic_binarization,
     )
 
 
-def eval_batches(config: ml_collections.ConfigDict, split: str = "test") -> Iterator[Batch]:
-    """One ordered pass over `split` (the first config.eval.num_examples, if set)."""
+class _Reiterable:
+    """An iterable that starts a fresh pass each time it is iterated."""
+
+    def __init__(self, make_iterator: Callable[[], Iterator[Batch]]):
+        self._make_iterator = make_iterator
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self._make_iterator()
+
+
+def eval_batches(config: ml_collections.ConfigDict, split: str = "test") -> Iterable[Batch]:
+    """Ordered passes over `split` (the first config.eval.num_examples, if set); the files are
+    listed once, each `iter()` is a new pass."""
     d = config.dataset
     if d.name == "shapes":
-        return shapes.test_batches(config.seed, config.eval.batch_size, config.eval.num_examples)
+        return _Reiterable(
+            lambda: shapes.test_batches(
+                config.seed, config.eval.batch_size, config.eval.num_examples
+            )
+        )
     source = _source(d, split)
     num_examples = min(source.num_examples, config.eval.num_examples or source.num_examples)
     return pipeline.eval_batches(
-        source.elements, num_examples, pipeline.preprocess_fn(d.crop, d.image_size, source.channels),
-        seed=config.seed, batch_size=config.eval.batch_size,
+        source.elements,
+        num_examples,
+        pipeline.preprocess_fn(d.crop, d.image_size, source.channels),
+        seed=config.seed,
+        batch_size=config.eval.batch_size,
         dynamic_binarization=d.dynamic_binarization,
     )

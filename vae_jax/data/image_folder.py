@@ -36,9 +36,11 @@ NUM_EXAMPLES_LOGGED = 5
 
 
 def list_images(root: str | Path) -> list[Path]:
-    """Every file under `root`, in all subfolders, with a suffix in IMAGE_SUFFIXES (any case), sorted."""
-    return sorted(p for p in Path(root).rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Every file under `root`, in all subfolders, whose suffix is in IMAGE_SUFFIXES (any case),
+    sorted."""
+    return sorted(
+        p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
 
 
 def split_of(path: Path, root: str | Path) -> str:
@@ -57,7 +59,8 @@ def decodable(paths: list[Path]) -> list[bool]:
     """Whether each file reads and decodes with tf.io.decode_image, as the pipeline decodes it."""
 
     def check(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=CHANNELS, expand_animations=False)
+        data = tf.io.read_file(path)
+        image = tf.io.decode_image(data, channels=CHANNELS, expand_animations=False)
         # Only the index is needed, but returning the shape too keeps the decode from being
         # pruned (a control dependency is not enough), so a failing file raises here and
         # ignore_errors drops its index.
@@ -77,7 +80,8 @@ def decodable(paths: list[Path]) -> list[bool]:
 
 
 def load(path: str | Path | None, split: str) -> Source:
-    """The `split` ("train" or "test") of the images under `path`: {"image": encoded bytes}, sorted by path.
+    """The `split` ("train" or "test") of the images under `path`, sorted by path: elements
+    {"image": the encoded file bytes}.
 
     Raises DataNotFoundError, saying what to do, when the folder is missing, holds no images, or
     the split is empty.
@@ -86,28 +90,37 @@ def load(path: str | Path | None, split: str) -> Source:
         raise ValueError(f"split={split!r} is not one of: {', '.join(SPLITS)}")
     root = Path(path).expanduser() if path is not None else None
     if root is None or not root.is_dir():
-        raise DataNotFoundError(f"dataset.path={path!r} does not exist; "
-                                "set --config.dataset.path=DIR to a folder of JPEG/PNG images")
+        raise DataNotFoundError(
+            f"dataset.path={path!r} does not exist; "
+            "set --config.dataset.path=DIR to a folder of JPEG/PNG images"
+        )
     images = list_images(root)
     if not images:
         raise DataNotFoundError(
             f"dataset.path={str(root)!r} holds no images (looked in all subfolders for files "
             f"ending in {', '.join(IMAGE_SUFFIXES)}, any case); "
-            "set --config.dataset.path=DIR to a folder of JPEG/PNG images")
+            "set --config.dataset.path=DIR to a folder of JPEG/PNG images"
+        )
     candidates = [p for p in images if split_of(p, root) == split]
     ok = decodable(candidates)
     good = [p for p, keep in zip(candidates, ok) if keep]
     bad = [p for p, keep in zip(candidates, ok) if not keep]
     if bad:
-        logging.warning("Skipping %d of %d %s images under %s that do not decode, e.g. %s",
-                        len(bad), len(candidates), split, root,
-                        ", ".join(str(p.relative_to(root)) for p in bad[:NUM_EXAMPLES_LOGGED]))
+        logging.warning(
+            "Skipping %d of %d %s images under %s that do not decode, e.g. %s",
+            len(bad),
+            len(candidates),
+            split,
+            root,
+            ", ".join(str(p.relative_to(root)) for p in bad[:NUM_EXAMPLES_LOGGED]),
+        )
     if not good:
         raise DataNotFoundError(
             f"The {split} split of dataset.path={str(root)!r} is empty: of its {len(images)} "
             f"images, {len(candidates)} fall in it and {len(good)} of those decode. About "
             f"{TEST_FRACTION:.0%} of the images go to test: use a folder of at least a few "
-            "hundred readable JPEG/PNG images")
+            "hundred readable JPEG/PNG images"
+        )
     logging.info("image_folder: %d %s images under %s", len(good), split, root)
     elements = (
         tf.data.Dataset.from_tensor_slices(tf.constant([str(p) for p in good], tf.string))

@@ -12,12 +12,14 @@ extras such as "attributes") in a fixed order, and its size. From it this module
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Callable, NamedTuple
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import jax
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 # tf.data is only an input pipeline here: keep TensorFlow off any accelerator.
 tf.config.set_visible_devices([], "GPU")
@@ -43,6 +45,7 @@ class Source(NamedTuple):
     num_examples: int
     channels: int
 
+
 # CelebA crops (rows, cols) on the 218x178 aligned images: "center148" is the common CelebA-64
 # protocol (center 148x148, e.g. Larsen et al. 2016, Tolstikhin et al. 2018); "nvae" is the box
 # used by NVAE / VDVAE / Glow (rows 40:188, cols 15:163).
@@ -61,8 +64,9 @@ def crop_and_resize(image: tf.Tensor, crop: str, image_size: int) -> tf.Tensor:
     if crop == "center148":
         height, width = tf.shape(image)[0], tf.shape(image)[1]
         side = tf.minimum(CENTER_CROP, tf.minimum(height, width))
-        image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2,
-                                              side, side)
+        image = tf.image.crop_to_bounding_box(
+            image, (height - side) // 2, (width - side) // 2, side, side
+        )
     elif crop == "nvae":
         image = tf.image.crop_to_bounding_box(image, *NVAE_BOX)
     image = tf.cast(image, tf.float32) / 255.0
@@ -74,7 +78,8 @@ def crop_and_resize(image: tf.Tensor, crop: str, image_size: int) -> tf.Tensor:
 
 
 def preprocess_fn(crop: str, image_size: int, channels: int) -> Callable[[Element], Element]:
-    """Element with "image" as encoded bytes or uint8 [h, w, c] -> float32 [S, S, channels] in [0, 1]."""
+    """Maps an element whose "image" is encoded bytes or uint8 [h, w, c] to one whose "image"
+    is float32 [S, S, channels] in [0, 1]."""
 
     def preprocess(element: Element) -> Element:
         image = element["image"]
@@ -95,7 +100,9 @@ def binarize(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.random.stateless_uniform(tf.shape(image), seed) < image, tf.float32)
 
 
-def shard_for_this_process(elements: tf.data.Dataset, num_examples: int) -> tuple[tf.data.Dataset, int]:
+def shard_for_this_process(
+    elements: tf.data.Dataset, num_examples: int
+) -> tuple[tf.data.Dataset, int]:
     """Every process reads its own 1/process_count of the examples."""
     count, index = jax.process_count(), jax.process_index()
     if count == 1:
@@ -124,17 +131,21 @@ def train_batches(
     elements, num_examples = shard_for_this_process(elements, num_examples)
     steps_per_epoch = num_examples // batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"train.batch_size={batch_size} is larger than the {num_examples} "
-                         "training examples this process reads")
+        raise ValueError(
+            f"train.batch_size={batch_size} is larger than the {num_examples} "
+            "training examples this process reads"
+        )
     indexed = elements.enumerate()
     if cache:
         indexed = indexed.map(lambda i, e: (i, preprocess(e)), tf.data.AUTOTUNE).cache()
 
-    def augment(index, element, epoch_key):
+    def augment(index, element, epoch_key: int):
         element = dict(element if cache else preprocess(element))
-        example_key = tf.stack([epoch_key, tf.cast(index, tf.int64)])
+        example_key = tf.stack([tf.constant(epoch_key, tf.int64), tf.cast(index, tf.int64)])
         if flip:
-            element["image"] = tf.image.stateless_random_flip_left_right(element["image"], example_key)
+            element["image"] = tf.image.stateless_random_flip_left_right(
+                element["image"], example_key
+            )
         if dynamic_binarization:
             element["image"] = binarize(element["image"], example_key + 1)
         return element
@@ -146,7 +157,7 @@ def train_batches(
             indexed.shuffle(shuffle_buffer, seed=key, reshuffle_each_iteration=False)
             .take(steps_per_epoch * batch_size)
             .skip(offset * batch_size)
-            .map(lambda i, e: augment(i, e, tf.constant(key, tf.int64)), tf.data.AUTOTUNE)
+            .map(functools.partial(augment, epoch_key=key), tf.data.AUTOTUNE)
             .batch(batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
         )
@@ -162,8 +173,9 @@ def eval_batches(
     seed: int,
     batch_size: int,
     dynamic_binarization: bool = False,
-) -> Iterator[Batch]:
-    """The first `num_examples` elements in order, preprocessed, in batches of up to batch_size.
+) -> Iterable[Batch]:
+    """The first `num_examples` elements in order, preprocessed, in batches of up to batch_size;
+    each `iter()` of the result is a new pass.
 
     Dynamic binarisation, when on, is seeded by (seed, index): the same test set every time.
     """
@@ -171,7 +183,9 @@ def eval_batches(
     def prepare(index, element):
         element = dict(preprocess(element))
         if dynamic_binarization:
-            element["image"] = binarize(element["image"], tf.stack([tf.constant(seed, tf.int64), index]))
+            element["image"] = binarize(
+                element["image"], tf.stack([tf.constant(seed, tf.int64), index])
+            )
         return element
 
     dataset = (
@@ -181,4 +195,4 @@ def eval_batches(
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    return dataset.as_numpy_iterator()
+    return tfds.as_numpy(dataset)

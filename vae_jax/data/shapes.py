@@ -51,7 +51,8 @@ def factor_indices(flat_index: np.ndarray) -> np.ndarray:
 
 
 def factor_values(indices: np.ndarray) -> np.ndarray:
-    """Factor indices [N, 5] -> values [N, 5] float32: shape id, scale, angle (rad), x, y in [0, 1]."""
+    """Factor indices [N, 5] -> values [N, 5] float32: shape id, scale, angle (rad), x and y
+    in [0, 1]."""
     indices = np.asarray(indices)
     return np.stack(
         [

@@ -26,22 +26,57 @@ CELEB_A_FILES = (
     "list_landmarks_align_celeba.txt",
     "identity_CelebA.txt",
 )
-CELEB_A_ATTRIBUTES = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
-    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
-    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes "
-    "No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling "
-    "Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
-    "Wearing_Necktie Young"
-).split()
+CELEB_A_ATTRIBUTES = [
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
+]
 # Datasets stored with pixel values {0, 1} rather than {0, 255}.
 BINARY_PIXEL_DATASETS = ("binarized_mnist",)
 
 
 def data_dir(dataset_config: ml_collections.ConfigDict) -> Path:
     """dataset.data_dir, or TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR)."""
-    return Path(dataset_config.data_dir or os.environ.get("TFDS_DATA_DIR")
-                or tfds.core.constants.DATA_DIR).expanduser()
+    return Path(
+        dataset_config.data_dir or os.environ.get("TFDS_DATA_DIR") or tfds.core.constants.DATA_DIR
+    ).expanduser()
 
 
 def manual_dir(dataset_config: ml_collections.ConfigDict) -> Path:
@@ -59,7 +94,8 @@ def builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuild
         raise ValueError(
             f"dataset.name={dataset_config.name!r} is not valid: use shapes, image_folder or a "
             f"TFDS dataset name (celeb_a, mnist, fashion_mnist, binarized_mnist, cifar10, ...). "
-            f"TFDS said: {str(error).splitlines()[0]}") from None
+            f"TFDS said: {str(error).splitlines()[0]}"
+        ) from None
 
 
 def missing_manual_files(dataset_builder: tfds.core.DatasetBuilder, directory: Path) -> list[str]:
@@ -113,13 +149,16 @@ def _tfds_split(dataset_builder: tfds.core.DatasetBuilder, split: str) -> str:
     for name in fallbacks.get(split, (split,)):
         if name in available:
             return name
-    raise ValueError(f"TFDS {dataset_builder.name!r} has no {split!r} split; it has {sorted(available)}")
+    raise ValueError(
+        f"TFDS {dataset_builder.name!r} has no {split!r} split; it has {sorted(available)}"
+    )
 
 
-def _num_examples(dataset_builder: tfds.core.DatasetBuilder, split: str,
-                  examples: tf.data.Dataset) -> int:
+def _num_examples(
+    dataset_builder: tfds.core.DatasetBuilder, split: str, examples: tf.data.Dataset
+) -> int:
     """From the split metadata, or by counting when the builder has none."""
-    if split in dataset_builder.info.splits.keys():
+    if split in dataset_builder.info.splits:
         return dataset_builder.info.splits[split].num_examples
     return int(examples.reduce(0, lambda count, _: count + 1))
 
@@ -129,7 +168,9 @@ def _extras(example: dict) -> dict[str, tf.Tensor]:
     extras = {}
     if "attributes" in example:
         attributes = example["attributes"]
-        extras["attributes"] = tf.stack([tf.cast(attributes[n], tf.int32) for n in CELEB_A_ATTRIBUTES])
+        extras["attributes"] = tf.stack(
+            [tf.cast(attributes[n], tf.int32) for n in CELEB_A_ATTRIBUTES]
+        )
     if "label" in example:
         extras["label"] = tf.cast(example["label"], tf.int32)
     return extras
