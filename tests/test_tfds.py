@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from experiments import celeba, cifar10, mnist
+from experiments import celeba, cifar10, fashion_mnist, mnist
 from vae_jax import data, train
 from vae_jax.data import pipeline
 from vae_jax.data.tfds import CELEB_A_FILES
@@ -134,6 +134,7 @@ def test_crops_take_the_documented_box_before_resizing(crop, box):
         (celeba, "tiny", 3),
         (mnist, "tiny", 1),
         (mnist, "conv,tiny", 1),
+        (fashion_mnist, "tiny", 1),
         (cifar10, "tiny", 3),
     ],
 )
