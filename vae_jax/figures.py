@@ -50,3 +50,92 @@ def save_png(grid: np.ndarray, path: str | Path, scale: int = 2) -> Path:
     pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
     Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
     return path
+
+
+def rate_distortion_plot(
+    rates: np.ndarray,
+    distortions: np.ndarray,
+    betas: np.ndarray,
+    latent_dims: np.ndarray,
+    path: str | Path,
+    title: str = "Rate-distortion (test set)",
+) -> Path:
+    """Saves the rate-distortion plane of a sweep as a PNG (Alemi et al. 2018, "Fixing a Broken
+    ELBO"): one marker per run, coloured by β, shaped and labelled by latent size, over dotted
+    lines of equal ELBO (rate + distortion = −ELBO).
+
+    Args:
+      rates: [N] test KL(q(z|x) || p(z)) per run, nats per example.
+      distortions: [N] test −E_q log p(x|z) per run, nats per example.
+      betas: [N] the β of each run.
+      latent_dims: [N] the latent size of each run.
+      path: the PNG to write.
+    Returns:
+      path.
+    """
+    # Imported here: matplotlib takes a second to import and training never draws plots.
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    rates, distortions = np.asarray(rates, float), np.asarray(distortions, float)
+    betas, latent_dims = np.asarray(betas, float), np.asarray(latent_dims)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    fig = Figure(figsize=(7.5, 5.5), dpi=120, layout="constrained")
+    ax = fig.add_subplot()
+    beta_values = np.unique(betas)
+    palette = colormaps["viridis"](np.linspace(0.0, 0.9, len(beta_values)))
+    colour = {b: palette[i] for i, b in enumerate(beta_values)}
+    shapes = "osD^vP*Xhp<>"
+    dim_values = np.unique(latent_dims)
+    marker = {d: shapes[i % len(shapes)] for i, d in enumerate(dim_values)}
+
+    for r, d, b, k in zip(rates, distortions, betas, latent_dims):
+        ax.scatter(r, d, s=55, color=colour[b], marker=marker[k], edgecolors="black", lw=0.6)
+        ax.annotate(
+            str(k), (r, d), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.25"
+        )
+
+    # Lines of constant -ELBO = rate + distortion; a tighter bound lies further down-left.
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    for level in MaxNLocator(6).tick_values(x0 + y0, x1 + y1)[1:-1]:
+        ax.plot([x0, x1], [level - x0, level - x1], ls=":", lw=0.8, color="0.6", zorder=0)
+        ax.annotate(
+            f"−ELBO {level:g}",
+            (min(x1, level - y0), max(y0, level - x1)),
+            xytext=(-4, 4),
+            textcoords="offset points",
+            ha="right",
+            fontsize=7,
+            color="0.5",
+        )
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+
+    ax.set_xlabel("rate  KL(q(z|x) ‖ p(z))  [nats]")
+    ax.set_ylabel("distortion  −E log p(x|z)  [nats]")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    beta_handles = [
+        Line2D([], [], ls="", marker="o", ms=8, color=colour[b], mec="black", label=f"{b:g}")
+        for b in beta_values
+    ]
+    dim_handles = [
+        Line2D([], [], ls="", marker=marker[d], ms=8, color="white", mec="black", label=str(d))
+        for d in dim_values
+    ]
+    first = ax.legend(handles=beta_handles, title="β", loc="upper right", fontsize=8)
+    ax.add_artist(first)
+    ax.legend(
+        handles=dim_handles,
+        title="latent dim",
+        loc="upper right",
+        bbox_to_anchor=(0.88, 1.0),
+        fontsize=8,
+    )
+    fig.savefig(path)
+    return path
