@@ -84,7 +84,7 @@ def rate_distortion_plot(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    fig = Figure(figsize=(7.5, 5.5), dpi=120, layout="constrained")
+    fig = Figure(figsize=(8, 5.5), dpi=120, layout="constrained")
     ax = fig.add_subplot()
     beta_values = np.unique(betas)
     palette = colormaps["viridis"](np.linspace(0.0, 0.9, len(beta_values)))
@@ -128,13 +128,16 @@ def rate_distortion_plot(
         Line2D([], [], ls="", marker=marker[d], ms=8, color="white", mec="black", label=str(d))
         for d in dim_values
     ]
-    first = ax.legend(handles=beta_handles, title="β", loc="upper right", fontsize=8)
+    # Outside the axes, where they cannot hide a run.
+    first = ax.legend(
+        handles=beta_handles, title="β", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8
+    )
     ax.add_artist(first)
     ax.legend(
         handles=dim_handles,
         title="latent dim",
-        loc="upper right",
-        bbox_to_anchor=(0.88, 1.0),
+        loc="lower left",
+        bbox_to_anchor=(1.02, 0.0),
         fontsize=8,
     )
     fig.savefig(path)
