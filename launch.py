@@ -3,6 +3,10 @@
 python launch.py                                          # experiments/shapes.py into runs/shapes
 python launch.py --config=experiments/celeba.py --workdir=runs/celeba
 python launch.py --config=experiments/shapes.py --config.model.latent_dim=4
+python launch.py --config=experiments/shapes.py --sweep   # every point of get_sweep()
+python launch.py --config=experiments/shapes.py --sweep --sweep_index=7   # one point
+python launch.py --config=experiments/shapes.py --sweep_list              # points and progress
+python launch.py --mode=summarize --workdir=runs/shapes_sweep             # results.md, plot
 """
 
 from pathlib import Path
@@ -10,18 +14,42 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vae_jax import train
+from vae_jax import sweep, train
 
 config_flags.DEFINE_config_file("config", "experiments/shapes.py", "Experiment config file.")
-flags.DEFINE_string("workdir", None, "Run directory; default runs/<config file stem>.")
-flags.DEFINE_enum("mode", "train", ["train"], "What to do with the config and workdir.")
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Run directory; default runs/<config file stem> (runs/<stem>_sweep for sweeps).",
+)
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "summarize"],
+    "train: train the config (or its sweep with --sweep). summarize: tabulate and plot the sweep "
+    "in --workdir.",
+)
+flags.DEFINE_bool(
+    "sweep", False, "Train every point of the config file's get_sweep() in <workdir>/<point name>."
+)
+flags.DEFINE_integer(
+    "sweep_index",
+    None,
+    "With --sweep: train only this point (default: $SLURM_ARRAY_TASK_ID when set).",
+)
+flags.DEFINE_bool("sweep_list", False, "Print the sweep's points with their indices and exit.")
 FLAGS = flags.FLAGS
 
 
-def default_workdir() -> Path:
-    """runs/<stem of the --config file>, e.g. runs/celeba for experiments/celeba.py:tiny."""
-    config_path = config_flags.get_config_filename(FLAGS["config"])
-    return Path("runs") / Path(config_path).stem
+def config_path() -> Path:
+    """The --config file, without its `:tiny`-style argument (split as config_flags does)."""
+    return Path(config_flags.get_config_filename(FLAGS["config"]).split(":", 1)[0])
+
+
+def default_workdir(for_sweep: bool) -> Path:
+    """runs/<stem of the --config file>, e.g. runs/celeba for experiments/celeba.py:tiny, with
+    a _sweep suffix for sweeps."""
+    return Path("runs") / (config_path().stem + ("_sweep" if for_sweep else ""))
 
 
 def quiet_orbax_info(record) -> bool:
@@ -32,8 +60,27 @@ def quiet_orbax_info(record) -> bool:
 def main(argv):
     del argv
     logging.get_absl_handler().addFilter(quiet_orbax_info)
-    workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir()
-    if FLAGS.mode == "train":
+    for_sweep = FLAGS.sweep or FLAGS.sweep_list or FLAGS.mode == "summarize"
+    workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(for_sweep)
+    if FLAGS.sweep_index is not None and not FLAGS.sweep:
+        raise app.UsageError("--sweep_index needs --sweep")
+
+    if FLAGS.mode == "summarize":
+        summary = sweep.summarize(workdir)
+        print(summary.markdown_path.read_text())
+        logging.info(
+            "Wrote %s, %s and %s",
+            summary.csv_path,
+            summary.markdown_path,
+            summary.plot_path or "no plot (no finished point)",
+        )
+    elif FLAGS.sweep_list:
+        print(sweep.describe_points(FLAGS.config, sweep.load_sweep(config_path()), workdir))
+    elif FLAGS.sweep:
+        points = sweep.load_sweep(config_path())
+        index = sweep.resolve_index(FLAGS.sweep_index, len(points))
+        sweep.run_sweep(FLAGS.config, points, workdir, index=index)
+    elif FLAGS.mode == "train":
         train.train_and_evaluate(FLAGS.config, workdir)
         logging.info(
             "Done. Checkpoints: %s | metrics: %s and TensorBoard events (tensorboard --logdir %s)"

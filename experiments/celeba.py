@@ -2,6 +2,7 @@
 
     python launch.py --config=experiments/celeba.py
     python launch.py --config=experiments/celeba.py:tiny          # smoke run
+    python launch.py --config=experiments/celeba.py --sweep       # β × latent × seed, 60 runs
 
 Four 4x4 stride-2 convs 32-64-128-256 to 4x4, a 512-unit dense layer, 128 latents, and a
 discretized logistic likelihood with a per-pixel scale (reports bits/dim). Adam 5e-4, batch 64.
@@ -30,3 +31,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if arg == "tiny":
         base.make_tiny(config)
     return config
+
+
+def get_sweep() -> list[dict]:
+    """β × latent size × seed: 5 × 4 × 3 = 60 runs (see the README's Sweeps section)."""
+    return [
+        {"objective.beta": b, "model.latent_dim": d, "seed": s}
+        for b in (1, 2, 4, 8, 16)
+        for d in (16, 32, 64, 128)
+        for s in (0, 1, 2)
+    ]

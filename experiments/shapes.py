@@ -3,6 +3,7 @@
     python launch.py                                              # into runs/shapes
     python launch.py --config=experiments/shapes.py:tiny          # smoke run
     python launch.py --config=experiments/shapes.py --config.objective.beta=8
+    python launch.py --config=experiments/shapes.py --sweep       # β × latent × seed, 45 runs
 
 Convolutional encoder/decoder of Burgess et al. (2018): four 4x4 stride-2 convs 32-32-64-64,
 a 256-unit dense layer, 10 latents, Bernoulli pixels, β = 4.
@@ -30,3 +31,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if arg == "tiny":
         base.make_tiny(config)
     return config
+
+
+def get_sweep() -> list[dict]:
+    """β × latent size × seed: 5 × 3 × 3 = 45 runs (see the README's Sweeps section)."""
+    return [
+        {"objective.beta": b, "model.latent_dim": d, "seed": s}
+        for b in (1, 2, 4, 8, 16)
+        for d in (4, 10, 32)
+        for s in (0, 1, 2)
+    ]
