@@ -6,6 +6,7 @@ python launch.py --config=experiments/shapes.py --config.model.latent_dim=4
 python launch.py --config=experiments/shapes.py --sweep   # every point of get_sweep()
 python launch.py --config=experiments/shapes.py --sweep --sweep_index=7   # one point
 python launch.py --config=experiments/shapes.py --sweep_list              # points and progress
+python launch.py --mode=analyze --workdir=runs/shapes                     # eval.json, figures
 python launch.py --mode=summarize --workdir=runs/shapes_sweep             # results.md, plot
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vae_jax import sweep, train
+from vae_jax import evaluate, sweep, train
 
 config_flags.DEFINE_config_file("config", "experiments/shapes.py", "Experiment config file.")
 flags.DEFINE_string(
@@ -25,9 +26,10 @@ flags.DEFINE_string(
 flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "summarize"],
-    "train: train the config (or its sweep with --sweep). summarize: tabulate and plot the sweep "
-    "in --workdir.",
+    ["train", "analyze", "summarize"],
+    "train: train the config (or its sweep with --sweep). analyze: evaluate the run in --workdir "
+    "(every finished point of a sweep directory) into eval.json and figures/. summarize: "
+    "tabulate and plot the sweep in --workdir.",
 )
 flags.DEFINE_bool(
     "sweep", False, "Train every point of the config file's get_sweep() in <workdir>/<point name>."
@@ -57,6 +59,20 @@ def quiet_orbax_info(record) -> bool:
     return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
 
 
+def analyze(workdir: Path) -> None:
+    """Evaluates one run, or every finished point of a sweep directory and then summarizes."""
+    overrides = FLAGS["config"].override_values  # --config.eval.* given on the command line
+    runs = [workdir] if (workdir / "config.json").is_file() else sweep.finished_points(workdir)
+    if not runs:
+        raise app.UsageError(f"{workdir} holds neither a run (config.json) nor finished points")
+    for run_dir in runs:
+        results = evaluate.analyze(run_dir, eval_overrides=overrides)
+        print(f"\n{run_dir} (step {results['step']}):")
+        print(evaluate.format_table(results))
+    if runs != [workdir]:
+        print(sweep.summarize(workdir).markdown_path.read_text())
+
+
 def main(argv):
     del argv
     logging.get_absl_handler().addFilter(quiet_orbax_info)
@@ -65,7 +81,9 @@ def main(argv):
     if FLAGS.sweep_index is not None and not FLAGS.sweep:
         raise app.UsageError("--sweep_index needs --sweep")
 
-    if FLAGS.mode == "summarize":
+    if FLAGS.mode == "analyze":
+        analyze(workdir)
+    elif FLAGS.mode == "summarize":
         summary = sweep.summarize(workdir)
         print(summary.markdown_path.read_text())
         logging.info(

@@ -69,8 +69,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict(
         dict(
             batch_size=256,
-            num_examples=config_dict.placeholder(int),  # None: the whole test split
+            # Test examples of the periodic evaluation during training (None: the whole split).
+            num_examples=config_dict.placeholder(int),
+            # --mode=analyze: examples for ELBO, active units, disentanglement (None: all) ...
+            analysis_examples=config_dict.placeholder(int),
+            # ... and for the IWAE bound with iwae_samples importance samples, iwae_chunk at a time.
+            iwae_examples=1_000,
             iwae_samples=1_000,
+            iwae_chunk=100,
             num_figures=64,
         )
     )
@@ -87,5 +93,13 @@ def make_tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.model.channels = tuple(8 for _ in config.model.channels)
     config.model.hidden = (16,)
     config.train.update(batch_size=8, num_steps=6, log_every=3, eval_every=6, checkpoint_every=6)
-    config.eval.update(batch_size=16, num_examples=32, num_figures=8)
+    config.eval.update(
+        batch_size=16,
+        num_examples=32,
+        analysis_examples=32,
+        iwae_examples=8,
+        iwae_samples=10,
+        iwae_chunk=5,
+        num_figures=8,
+    )
     return config

@@ -28,6 +28,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.train.eval_every = 1_000
     config.train.checkpoint_every = 1_000
     config.eval.num_examples = 2_048
+    config.eval.iwae_examples = 128  # x 1000 samples: about two minutes on 2 CPU cores
     if arg == "tiny":
         base.make_tiny(config)
     return config

@@ -1,5 +1,6 @@
 """vae_jax: variational autoencoders in JAX/Flax."""
 
 from vae_jax import distributions, likelihoods, objectives
+from vae_jax.run import Run, load_run
 
-__all__ = ["distributions", "likelihoods", "objectives"]
+__all__ = ["Run", "distributions", "likelihoods", "load_run", "objectives"]

@@ -42,3 +42,8 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
 def restore(manager: ocp.CheckpointManager, step: int, template: Any) -> Any:
     """Restores the pytree saved at `step` with the structure, shapes and dtypes of `template`."""
     return manager.restore(step, args=ocp.args.StandardRestore(template))
+
+
+def restore_arrays(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+    """Restores the pytree saved at `step` as nested dicts of arrays, with no template needed."""
+    return manager.restore(step, args=ocp.args.StandardRestore())

@@ -54,6 +54,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "train.keep_checkpoints",
         "eval.batch_size",
         "eval.iwae_samples",
+        "eval.iwae_examples",
+        "eval.iwae_chunk",
         "eval.num_figures",
         "dataset.image_size",
     ):

@@ -142,3 +142,51 @@ def rate_distortion_plot(
     )
     fig.savefig(path)
     return path
+
+
+def labelled_grid_png(
+    images: np.ndarray,
+    path: str | Path,
+    title: str,
+    row_labels: list[str] | None = None,
+    column_labels: list[str] | None = None,
+) -> Path:
+    """Saves images [R, C, H, W, ch] in [0, 1] as one grid PNG with grey lines between images,
+    a title, and optional labels for rows (left) and columns (top)."""
+    from matplotlib.figure import Figure
+
+    rows, columns, height, width, channels = images.shape
+    grid = image_grid(images.reshape((rows * columns, height, width, channels)), columns)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scale = 1.6 / 64  # inches per pixel: a 64x64 image is 1.6 inches wide
+    margin_left = 1.1 if row_labels else 0.2
+    fig_width = grid.shape[1] * scale + margin_left + 0.2
+    fig_height = grid.shape[0] * scale + 0.9
+    fig = Figure(figsize=(fig_width, fig_height), dpi=100)
+    ax = fig.add_axes(
+        (
+            margin_left / fig_width,
+            0.2 / fig_height,
+            1 - (margin_left + 0.2) / fig_width,
+            1 - 1.0 / fig_height,
+        )
+    )
+    ax.imshow(
+        grid[..., 0] if channels == 1 else grid,
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
+    centres_y = GRID_LINE + np.arange(rows) * (height + GRID_LINE) + height / 2
+    centres_x = GRID_LINE + np.arange(columns) * (width + GRID_LINE) + width / 2
+    ax.set_yticks(centres_y, row_labels or [], fontsize=9)
+    ax.set_xticks(centres_x, column_labels or [], fontsize=9)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.suptitle(title, fontsize=11, y=1 - 0.12 / fig_height, va="top")
+    fig.savefig(path)
+    return path

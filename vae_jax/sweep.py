@@ -224,6 +224,18 @@ def is_finished(workdir: str | Path, num_steps: int) -> bool:
     )
 
 
+def finished_points(workdir: str | Path) -> list[Path]:
+    """The directories of the finished points of the sweep in `workdir`."""
+    workdir = Path(workdir)
+    point_dirs = [workdir / name for name, _ in _known_points(workdir)]
+    return [
+        path
+        for path in point_dirs
+        if (path / checkpoints.CONFIG_FILE).exists()
+        and is_finished(path, checkpoints.read_config_dict(path)["train"]["num_steps"])
+    ]
+
+
 def _progress(workdir: Path, num_steps: int) -> str:
     step = latest_checkpoint_step(workdir)
     if is_finished(workdir, num_steps):

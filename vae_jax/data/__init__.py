@@ -69,18 +69,20 @@ class _Reiterable:
         return self._make_iterator()
 
 
-def eval_batches(config: ml_collections.ConfigDict, split: str = "test") -> Iterable[Batch]:
-    """Ordered passes over `split` (the first config.eval.num_examples, if set); the files are
-    listed once, each `iter()` is a new pass."""
+def eval_batches(
+    config: ml_collections.ConfigDict, split: str = "test", num_examples: int | None = -1
+) -> Iterable[Batch]:
+    """Ordered passes over the first `num_examples` of `split` (None: all of it; by default
+    config.eval.num_examples). The files are listed once; each `iter()` is a new pass."""
+    if num_examples == -1:
+        num_examples = config.eval.num_examples
     d = config.dataset
     if d.name == "shapes":
         return _Reiterable(
-            lambda: shapes.test_batches(
-                config.seed, config.eval.batch_size, config.eval.num_examples
-            )
+            lambda: shapes.test_batches(config.seed, config.eval.batch_size, num_examples)
         )
     source = _source(d, split)
-    num_examples = min(source.num_examples, config.eval.num_examples or source.num_examples)
+    num_examples = min(source.num_examples, num_examples or source.num_examples)
     return pipeline.eval_batches(
         source.elements,
         num_examples,

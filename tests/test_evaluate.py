@@ -1,0 +1,174 @@
+"""Evaluation suite: IWAE against ELBO and against an analytic log-likelihood, active units,
+bits/dim, attribute probes, and `--mode=analyze` end to end."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import base, shapes
+from vae_jax import evaluate, train
+from vae_jax.models import VAE, make_model
+from vae_jax.run import load_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 20-step tiny shapes run on disk."""
+    workdir = tmp_path_factory.mktemp("run")
+    config = shapes.get_config("tiny")
+    config.train.update(num_steps=20, eval_every=20, checkpoint_every=20)
+    train.train_and_evaluate(config, workdir)
+    return workdir
+
+
+def test_iwae_with_one_sample_is_the_single_sample_elbo_and_more_samples_tighten_it(tiny_run):
+    run = load_run(tiny_run)
+    x = next(iter(run.dataset("test", 32)))["image"]
+    log_weights_fn = evaluate.make_log_weights_fn(run.model)
+    key = jax.random.key(0)
+    one = evaluate.iwae_bound_chunked(log_weights_fn, run.params, x, key, 1, 1)
+    np.testing.assert_array_equal(one, np.asarray(log_weights_fn(run.params, x, key, 1)[0]))
+    # Averaged over many draws, K=1 estimates the ELBO (analytic KL) to Monte Carlo accuracy.
+    draws = np.asarray(log_weights_fn(run.params, x, key, 400))  # [400, B]
+    terms, _, _ = evaluate.make_elbo_fn(run.model)(run.params, x, key)
+    standard_error = draws.std(0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(0) - np.asarray(terms.elbo)) < 4 * standard_error + 1e-3)
+    k100 = evaluate.iwae_bound_chunked(log_weights_fn, run.params, x, key, 100, 30)
+    assert k100.mean() >= float(jnp.mean(terms.elbo))
+
+
+def linear_gaussian_vae(rng):
+    """An MLP VAE with no hidden layers is p(z) = N(0, I), p(x|z) = N(Wz + b, σ²I); its encoder
+    is set to the exact posterior mean and the diagonal of the exact posterior covariance."""
+    latent_dim, data_dim, sigma = 2, 4, 0.5
+    w = rng.normal(size=(data_dim, latent_dim))
+    b = rng.normal(size=data_dim)
+    cov = np.linalg.inv(np.eye(latent_dim) + w.T @ w / sigma**2)
+    gain = w @ cov / sigma**2  # mean = (x − b) @ gain
+    config = base.get_config().model
+    config.update(
+        kind="mlp", hidden=(), latent_dim=latent_dim, likelihood="gaussian", gaussian_scale=sigma
+    )
+    model = make_model(config, (1, data_dim, 1))
+    params = {
+        "params": {
+            "decoder": {"Dense_0": {"kernel": w.T, "bias": b}},
+            "encoder": {
+                "GaussianHead_0": {
+                    "mean": {"kernel": gain, "bias": -b @ gain},
+                    "log_var": {
+                        "kernel": np.zeros((data_dim, latent_dim)),
+                        "bias": np.log(np.diag(cov)),
+                    },
+                }
+            },
+        }
+    }
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    marginal_cov = w @ w.T + sigma**2 * np.eye(data_dim)
+    return model, params, b, marginal_cov
+
+
+def test_iwae_with_1000_samples_is_within_005_nats_of_analytic_log_likelihood():
+    rng = np.random.default_rng(0)
+    model, params, b, marginal_cov = linear_gaussian_vae(rng)
+    x = rng.multivariate_normal(b, marginal_cov, size=16)
+    diff = x - b
+    exact = -0.5 * (
+        np.einsum("ni,ij,nj->n", diff, np.linalg.inv(marginal_cov), diff)
+        + 4 * np.log(2 * np.pi)
+        + np.linalg.slogdet(marginal_cov)[1]
+    )
+    images = jnp.asarray(x, jnp.float32).reshape(16, 1, 4, 1)
+    log_weights_fn = evaluate.make_log_weights_fn(model)
+    iwae = evaluate.iwae_bound_chunked(log_weights_fn, params, images, jax.random.key(1), 1000, 250)
+    elbo = np.asarray(log_weights_fn(params, images, jax.random.key(2), 1000)).mean(0)
+    assert np.max(np.abs(iwae - exact)) < 0.05, np.abs(iwae - exact)
+    assert np.mean(elbo) < np.mean(iwae) - 0.01  # the diagonal posterior leaves a visible ELBO gap
+
+
+def test_active_units_counts_the_dimensions_the_encoder_uses():
+    rng = np.random.default_rng(1)
+    model, params, _, _ = linear_gaussian_vae(rng)
+    # Silence latent dimension 1: its posterior mean no longer depends on x.
+    head = params["params"]["encoder"]["GaussianHead_0"]["mean"]
+    head["kernel"] = head["kernel"].at[:, 1].set(0.0)
+    x = jnp.asarray(rng.normal(size=(500, 1, 4, 1)), jnp.float32)
+    means = model.apply(params, x, method=VAE.encode).mean
+    count, variances = evaluate.active_units(np.asarray(means))
+    assert count == 1
+    assert variances[0] > 0.01 and variances[1] == 0.0
+
+
+def test_bits_per_dim_converts_nats_per_image():
+    assert evaluate.bits_per_dim(3072 * np.log(2) * 3.5, (32, 32, 3)) == pytest.approx(3.5)
+
+
+def test_attribute_probe_is_accurate_for_linearly_coded_attributes_and_chance_otherwise():
+    rng = np.random.default_rng(2)
+    codes = rng.normal(size=(2000, 8))
+    attributes = np.stack(
+        [codes[:, 0] > 0, codes[:, 3] + codes[:, 5] > 0.5, rng.random(2000) > 0.5], axis=1
+    ).astype(int)
+    accuracy = evaluate.attribute_probe_accuracy(
+        codes[:1000], attributes[:1000], codes[1000:], attributes[1000:]
+    )
+    assert accuracy[0] > 0.97 and accuracy[1] > 0.97
+    assert abs(accuracy[2] - 0.5) < 0.06
+
+
+def test_analyze_writes_eval_json_and_figures_and_keeps_other_steps_results(tiny_run, tmp_path):
+    results = evaluate.analyze(tiny_run)
+    saved = json.loads((tiny_run / "eval.json").read_text())
+    assert saved["step"] == 20 and saved["iwae_examples"] == 8
+    for key in (
+        "elbo",
+        "rate",
+        "distortion",
+        "iwae_nll",
+        "active_units",
+        "mig",
+        "dci_disentanglement",
+        "kl_per_dim",
+    ):
+        assert key in saved, key
+    assert saved["iwae_nll"] == pytest.approx(results["iwae_nll"])
+    assert len(saved["kl_per_dim"]) == 4
+    for name in ("reconstructions", "samples_t0.7", "samples_t1", "traversals", "interpolations"):
+        with Image.open(tiny_run / "figures" / f"{name}.png") as image:
+            assert image.size[0] > 300, name
+    # A stale eval.json of another step is kept, not overwritten.
+    stale = dict(saved, step=10)
+    (tiny_run / "eval.json").write_text(json.dumps(stale))
+    evaluate.analyze(tiny_run)
+    assert json.loads((tiny_run / "eval_step_10.json").read_text())["step"] == 10
+    assert json.loads((tiny_run / "eval.json").read_text())["step"] == 20
+
+
+def test_analyze_command_applies_eval_overrides(tiny_run):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            "--mode=analyze",
+            f"--workdir={tiny_run}",
+            "--config.eval.iwae_samples=3",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tiny_run / "eval.json").read_text())["iwae_samples"] == 3
+    assert "iwae_nll" in result.stdout
