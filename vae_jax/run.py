@@ -106,11 +106,13 @@ def load_run(workdir: str | Path, step: int | None = None) -> Run:
     `step`). Raises FileNotFoundError listing what exists when there is nothing to load."""
     workdir = Path(workdir)
     config = read_config(workdir)
+    if not (workdir / checkpoints.CHECKPOINT_DIR).is_dir():
+        contents = sorted(p.name for p in workdir.iterdir())
+        raise FileNotFoundError(f"{workdir} has no checkpoints; it contains: {contents}")
     manager = checkpoints.checkpoint_manager(workdir)
     available = sorted(manager.all_steps())
     if not available:
-        contents = sorted(p.name for p in workdir.iterdir())
-        raise FileNotFoundError(f"{workdir} has no checkpoints; it contains: {contents}")
+        raise FileNotFoundError(f"{workdir / checkpoints.CHECKPOINT_DIR} holds no checkpoint")
     step = available[-1] if step is None else step
     if step not in available:
         raise FileNotFoundError(f"{workdir} has no checkpoint at step {step}; steps: {available}")
