@@ -84,6 +84,16 @@ def get_config() -> ml_collections.ConfigDict:
     return config
 
 
+def beta_latent_seed_sweep(latent_dims: tuple[int, ...]) -> list[dict]:
+    """The standard sweep: β ∈ {1, 2, 4, 8, 16} × `latent_dims` × seed ∈ {0, 1, 2}."""
+    return [
+        {"objective.beta": b, "model.latent_dim": d, "seed": s}
+        for b in (1, 2, 4, 8, 16)
+        for d in latent_dims
+        for s in (0, 1, 2)
+    ]
+
+
 def make_tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks model, batch, steps and evaluation for smoke runs and tests (the `:tiny` argument).
 

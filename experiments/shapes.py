@@ -36,9 +36,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
 def get_sweep() -> list[dict]:
     """β × latent size × seed: 5 × 3 × 3 = 45 runs (see the README's Sweeps section)."""
-    return [
-        {"objective.beta": b, "model.latent_dim": d, "seed": s}
-        for b in (1, 2, 4, 8, 16)
-        for d in (4, 10, 32)
-        for s in (0, 1, 2)
-    ]
+    return base.beta_latent_seed_sweep((4, 10, 32))

@@ -36,6 +36,18 @@ def _flatten_batch(x: jax.Array, event_ndim: int) -> tuple[jax.Array, tuple[int,
     return x.reshape((-1,) + x.shape[x.ndim - event_ndim :]), lead
 
 
+def _restore_batch(tree, lead: tuple[int, ...]):
+    """Splits the merged leading axis of every array back into `lead`."""
+    return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), tree)
+
+
+def _dense_relu(h: jax.Array, widths: Sequence[int]) -> jax.Array:
+    """ReLU dense layers of the given widths (call inside a compact method)."""
+    for width in widths:
+        h = nn.relu(nn.Dense(width)(h))
+    return h
+
+
 class GaussianHead(nn.Module):
     """Dense features [N, F] -> a diagonal or full-covariance Gaussian over [N, k]."""
 
@@ -97,11 +109,8 @@ class ConvEncoder(nn.Module):
         h, lead = _flatten_batch(x, 3)
         for features in self.channels:
             h = nn.relu(nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME")(h))
-        h = h.reshape(h.shape[0], -1)
-        for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
-        posterior = GaussianHead(self.latent_dim, self.posterior)(h)
-        return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), posterior)
+        h = _dense_relu(h.reshape(h.shape[0], -1), self.hidden)
+        return _restore_batch(GaussianHead(self.latent_dim, self.posterior)(h), lead)
 
 
 class ConvDecoder(nn.Module):
@@ -120,16 +129,12 @@ class ConvDecoder(nn.Module):
         height, width, image_channels = self.image_shape
         stages = len(self.channels)
         start = (height // 2**stages, width // 2**stages)
-        for units in self.hidden:
-            h = nn.relu(nn.Dense(units)(h))
-        h = nn.relu(nn.Dense(start[0] * start[1] * self.channels[-1])(h))
+        h = _dense_relu(h, tuple(self.hidden) + (start[0] * start[1] * self.channels[-1],))
         h = h.reshape((-1,) + start + (self.channels[-1],))
         for features in reversed(self.channels[:-1]):
             h = nn.relu(Upsample2x(features)(h))
         raw = Upsample2x(image_channels * outputs_per_channel(self.likelihood))(h)
-        return LikelihoodHead(self.likelihood, self.gaussian_scale)(
-            raw.reshape(lead + raw.shape[1:])
-        )
+        return LikelihoodHead(self.likelihood, self.gaussian_scale)(_restore_batch(raw, lead))
 
 
 class MlpEncoder(nn.Module):
@@ -142,11 +147,8 @@ class MlpEncoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> D.Gaussian:
         h, lead = _flatten_batch(x, 3)
-        h = h.reshape(h.shape[0], -1)
-        for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
-        posterior = GaussianHead(self.latent_dim, self.posterior)(h)
-        return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), posterior)
+        h = _dense_relu(h.reshape(h.shape[0], -1), self.hidden)
+        return _restore_batch(GaussianHead(self.latent_dim, self.posterior)(h), lead)
 
 
 class MlpDecoder(nn.Module):
@@ -160,8 +162,7 @@ class MlpDecoder(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array) -> L.Likelihood:
         h, lead = _flatten_batch(z, 1)
-        for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
+        h = _dense_relu(h, self.hidden)
         height, width, channels = self.image_shape
         raw = nn.Dense(height * width * channels * outputs_per_channel(self.likelihood))(h)
         raw = raw.reshape(lead + (height, width, -1))
