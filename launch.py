@@ -10,6 +10,7 @@ python launch.py --mode=analyze --workdir=runs/shapes                     # eval
 python launch.py --mode=summarize --workdir=runs/shapes_sweep             # results.md, plot
 """
 
+import logging as python_logging
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -56,7 +57,7 @@ def default_workdir(for_sweep: bool) -> Path:
 
 def quiet_orbax_info(record) -> bool:
     """absl-handler filter: orbax logs each checkpoint write in ~20 INFO lines; keep warnings."""
-    return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+    return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
 
 
 def analyze(workdir: Path) -> None:
@@ -75,7 +76,7 @@ def analyze(workdir: Path) -> None:
 
 def main(argv):
     del argv
-    logging.get_absl_handler().addFilter(quiet_orbax_info)
+    logging.get_absl_handler().python_handler.addFilter(quiet_orbax_info)
     for_sweep = FLAGS.sweep or FLAGS.sweep_list or FLAGS.mode == "summarize"
     workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(for_sweep)
     if FLAGS.sweep_index is not None and not FLAGS.sweep:

@@ -215,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         for name, grid in grids.items():
             figures.save_png(grid, workdir / "figures" / f"step_{step:07d}_{name}.png")
 
-    step = int(state.step)  # host copy: the loop never waits on the device except to log
+    step = first_step = int(state.step)  # host copy: the loop waits on the device only to log
     pending_metrics = []
     interval_start, interval_first_step = time.perf_counter(), step
     while step < num_steps:
@@ -246,7 +246,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             evaluate_and_draw(step)
         if step % config.train.checkpoint_every == 0 or step == num_steps:
             checkpoints.save(manager, step, state)
-        if not pending_metrics:  # time the next interval from here, leaving eval and saving out
+        if step == first_step + 1:  # the first step compiles: time from its end
+            jax.block_until_ready(metrics)
+        if not pending_metrics or step == first_step + 1:  # leave eval, saving, compiling out
             interval_start, interval_first_step = time.perf_counter(), step
     manager.wait_until_finished()
     manager.close()
