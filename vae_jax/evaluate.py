@@ -152,12 +152,12 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
     cfg = run.config.eval
     elbo_fn = make_elbo_fn(run.model)
     elbo_key, iwae_key = jax.random.split(key)
-    sums = {"elbo": 0.0, "rate": 0.0, "distortion": 0.0}
+    per_example = {"elbo": [], "rate": [], "distortion": []}
     means, kl_dims, labels = [], [], {name: [] for name in LABEL_KEYS}
     for i, batch in enumerate(run.dataset("test", cfg.analysis_examples)):
         terms, mean, kl_dim = elbo_fn(run.params, batch["image"], jax.random.fold_in(elbo_key, i))
-        for name in sums:
-            sums[name] += float(jnp.sum(getattr(terms, name)))
+        for name, values in per_example.items():
+            values.append(np.asarray(getattr(terms, name)))
         means.append(np.asarray(mean))
         kl_dims.append(np.asarray(kl_dim))
         for name in LABEL_KEYS:
@@ -165,11 +165,16 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
                 labels[name].append(batch[name])
     codes = np.concatenate(means)
     results = {"step": run.step, "num_examples": len(codes)}
-    results.update({name: total / len(codes) for name, total in sums.items()})
+    per_example = {name: np.concatenate(values) for name, values in per_example.items()}
+    results.update({name: float(values.mean()) for name, values in per_example.items()})
 
     nll = iwae_nll(run, run.dataset("test", cfg.iwae_examples), iwae_key)
     results.update(
-        iwae_nll=float(nll.mean()), iwae_samples=cfg.iwae_samples, iwae_examples=len(nll)
+        iwae_nll=float(nll.mean()),
+        iwae_samples=cfg.iwae_samples,
+        iwae_examples=len(nll),
+        # −ELBO of the same examples, for the gap to the IWAE bound
+        iwae_examples_neg_elbo=float(-per_example["elbo"][: len(nll)].mean()),
     )
     if run.config.model.likelihood == "discretized_logistic":
         results["bits_per_dim"] = bits_per_dim(results["iwae_nll"], run.image_shape)
