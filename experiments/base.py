@@ -44,7 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
         dict(
             beta=1.0,
             kl_warmup_steps=0,
-            capacity=config_dict.placeholder(float),  # nats; set to use γ|KL − C| (Burgess et al.)
+            # nats; when set the loss is γ|KL − C| (Burgess et al.), not β / warm-up / free bits
+            capacity=config_dict.placeholder(float),
             capacity_steps=100_000,  # steps over which C rises linearly from 0 to `capacity`
             capacity_gamma=1000.0,
             free_bits=0.0,  # nats per latent dimension (diag posterior only)

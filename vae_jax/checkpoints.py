@@ -10,6 +10,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
+EVAL_FILE = "eval.json"  # written by --mode=analyze
 CHECKPOINT_DIR = "checkpoints"
 
 

@@ -112,3 +112,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.objective.capacity is not None:
         _at_least(config, "objective.capacity", 0)
+    _at_least(config, "objective.capacity_steps", 0)
+    _require(
+        len(config.model.channels) > 0 or config.model.kind == "mlp",
+        "model.channels",
+        config.model.channels,
+        "a conv model needs at least one stage",
+    )
+    clip = config.train.grad_clip_norm
+    _require(clip is None or clip > 0, "train.grad_clip_norm", clip, "must be > 0 (or unset)")
+    analysis = config.eval.analysis_examples
+    _require(
+        analysis is None or analysis >= config.eval.iwae_examples,
+        "eval.analysis_examples",
+        analysis,
+        f"must be unset or >= eval.iwae_examples={config.eval.iwae_examples}",
+    )

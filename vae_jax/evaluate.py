@@ -17,16 +17,16 @@ import numpy as np
 from absl import logging
 from sklearn.linear_model import LogisticRegression
 
-from vae_jax import data, disentanglement, figures
+from vae_jax import checkpoints, data, disentanglement, figures
+from vae_jax import config as config_lib
 from vae_jax import distributions as D
 from vae_jax import objectives as O
 from vae_jax.metrics import MetricsWriter
 from vae_jax.models import VAE
 from vae_jax.run import Run, load_run
 
-EVAL_FILE = "eval.json"
-ACTIVE_UNIT_THRESHOLD = 0.01
-IWAE_IMAGES_PER_CALL = 2048  # Burda et al. 2016: Cov_x(E_q[z_i]) above this is active
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Cov_x(E_q[z_i]) above this is active
+IWAE_IMAGES_PER_CALL = 2048  # importance samples x images per decoder call
 
 
 def make_log_weights_fn(model: VAE) -> Callable:
@@ -84,11 +84,6 @@ def active_units(means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD):
     means: [N, k] posterior means. Returns (number active, variances [k])."""
     variances = np.var(np.asarray(means, np.float64), axis=0)
     return int(np.sum(variances > threshold)), variances
-
-
-def bits_per_dim(nll_nats: float, image_shape: tuple[int, int, int]) -> float:
-    """nats per image -> bits per dimension: nll / (H·W·C · ln 2)."""
-    return nll_nats / (math.prod(image_shape) * math.log(2.0))
 
 
 def attribute_probe_accuracy(
@@ -177,8 +172,8 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
         iwae_examples_neg_elbo=float(-per_example["elbo"][: len(nll)].mean()),
     )
     if run.config.model.likelihood == "discretized_logistic":
-        results["bits_per_dim"] = bits_per_dim(results["iwae_nll"], run.image_shape)
-        results["elbo_bits_per_dim"] = bits_per_dim(-results["elbo"], run.image_shape)
+        results["bits_per_dim"] = O.bits_per_dim(results["iwae_nll"], run.image_shape)
+        results["elbo_bits_per_dim"] = O.bits_per_dim(-results["elbo"], run.image_shape)
 
     num_active, variances = active_units(codes)
     results.update(
@@ -227,7 +222,7 @@ FIGURE_COLUMNS = 8
 
 def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple]:
     """Figure name -> (images [R, C, H, W, ch], title, row labels, column labels)."""
-    images = next(iter(run.dataset("test", 2 * FIGURE_COLUMNS)))["image"]
+    images = np.concatenate([b["image"] for b in run.dataset("test", 2 * FIGURE_COLUMNS)])
     inputs = images[:FIGURE_COLUMNS]
     figures_ = {
         "reconstructions": (
@@ -270,14 +265,17 @@ def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple
     return figures_
 
 
-def _keep_previous_eval(path: Path, step: int) -> None:
-    """An eval.json of another checkpoint is kept as eval_step_<N>.json, never overwritten."""
-    if path.is_file():
-        previous = json.loads(path.read_text()).get("step")
-        if previous != step:
-            kept = path.with_name(f"eval_step_{previous}.json")
-            path.rename(kept)
-            logging.info("Kept the evaluation of step %s as %s", previous, kept)
+def _keep_previous_eval(path: Path) -> None:
+    """Moves an existing eval.json aside as eval_step_<N>[_<i>].json: nothing is overwritten."""
+    if not path.is_file():
+        return
+    step = json.loads(path.read_text()).get("step", "unknown")
+    kept = path.with_name(f"eval_step_{step}.json")
+    attempt = 1
+    while kept.exists():
+        kept, attempt = path.with_name(f"eval_step_{step}_{attempt}.json"), attempt + 1
+    path.rename(kept)
+    logging.info("Kept the previous evaluation (step %s) as %s", step, kept)
 
 
 def analyze(
@@ -293,11 +291,14 @@ def analyze(
         if section != "eval":
             raise ValueError(f"--config.{key}: only eval.* settings apply to --mode=analyze")
         run.config.eval[name] = value
+    config_lib.validate(run.config)
     key = jax.random.key(run.config.seed)
     results = evaluate_run(run, key)
-    path = workdir / EVAL_FILE
-    _keep_previous_eval(path, run.step)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    path = workdir / checkpoints.EVAL_FILE
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(results, indent=2) + "\n")
+    _keep_previous_eval(path)
+    temporary.rename(path)
     writer = MetricsWriter(workdir)
     for name, (images, title, rows, columns) in analysis_figures(run, results, key).items():
         figures.labelled_grid_png(images, workdir / "figures" / f"{name}.png", title, rows, columns)

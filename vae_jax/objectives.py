@@ -112,3 +112,8 @@ def iwae_bound(
     log_weights = log_p_x_given_z + log_p_z - log_q_z
     num_samples = log_weights.shape[axis]
     return jax.nn.logsumexp(log_weights, axis=axis) - math.log(num_samples)
+
+
+def bits_per_dim(nll_nats, image_shape: tuple[int, int, int]):
+    """Negative log-likelihood in nats per image -> bits per dimension: nll / (H·W·C · ln 2)."""
+    return nll_nats / (math.prod(image_shape) * math.log(2.0))

@@ -39,7 +39,6 @@ from vae_jax.metrics import METRICS_FILE, read_metrics
 
 SWEEP_FILE = "sweep.json"
 POINT_FILE = "sweep_point.json"
-EVAL_FILE = "eval.json"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 PLOT_FILE = "rate_distortion.png"
@@ -432,7 +431,9 @@ def _read_point(point_dir: Path, name: str, overrides: Overrides) -> dict[str, A
             row["eval_step"] = final["step"]
             for key in ("elbo", "rate", "distortion", "bits_per_dim"):
                 row[f"test_{key}"] = final.get(f"test/{key}")
-    analysis = _read_json(point_dir / EVAL_FILE) or {}
+    analysis = _read_json(point_dir / checkpoints.EVAL_FILE) or {}
+    if analysis.get("step") != row["steps"]:  # an evaluation of an earlier checkpoint
+        analysis = {}
     for key in EVAL_KEYS:
         value = analysis.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -197,9 +197,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     def evaluate_and_draw(step: int) -> None:
         metrics = evaluate(eval_step, state.params, eval_data, eval_key)
         if config.model.likelihood == "discretized_logistic":  # a likelihood of 8-bit data
-            metrics["test/bits_per_dim"] = -metrics["test/elbo"] / (
-                np.prod(image_shape) * np.log(2)
-            )
+            metrics["test/bits_per_dim"] = O.bits_per_dim(-metrics["test/elbo"], image_shape)
         writer.write_scalars(step, metrics)
         logging.info("step %d | %s", step, " | ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
         inputs = next(iter(eval_data))["image"][: config.eval.num_figures]

@@ -98,10 +98,14 @@ def builder(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuild
         ) from None
 
 
+def download_files(dataset_builder: tfds.core.DatasetBuilder) -> list[str]:
+    """Names of the files the builder downloads (from its checksum list; none if it has none)."""
+    return sorted({info.filename for info in (dataset_builder.url_infos or {}).values()})
+
+
 def missing_manual_files(dataset_builder: tfds.core.DatasetBuilder, directory: Path) -> list[str]:
     """Names of the builder's download files absent from `directory` (TFDS verifies checksums)."""
-    names = {info.filename for info in (dataset_builder.url_infos or {}).values()}
-    return sorted(name for name in names if not (directory / name).is_file())
+    return [name for name in download_files(dataset_builder) if not (directory / name).is_file()]
 
 
 def celeb_a_not_found_message(dataset_config: ml_collections.ConfigDict, missing: list[str]) -> str:
@@ -135,7 +139,7 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuild
         raise DataNotFoundError(
             f"Could not build TFDS {dataset_config.name!r} in {data_dir(dataset_config)}: {error}\n"
             f"To build offline, put these files in {manual}/: "
-            f"{', '.join(sorted(i.filename for i in dataset_builder.url_infos.values()))}"
+            f"{', '.join(download_files(dataset_builder))}"
         ) from error
     return dataset_builder
 
