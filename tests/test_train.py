@@ -137,3 +137,20 @@ def test_misspelled_config_key_fails_naming_it(tmp_path):
     assert result.returncode != 0
     assert "latnt_dim" in result.stderr
     assert not (tmp_path / "config.json").exists()
+
+
+def test_resuming_with_a_different_config_is_refused_naming_the_keys(tmp_path):
+    config = tiny_config(num_steps=4, eval_every=4, checkpoint_every=4)
+    train.train_and_evaluate(config, tmp_path)
+    config.objective.beta = 8.0
+    with pytest.raises(ConfigError, match=r"objective.beta: 4.0 -> 8.0"):
+        train.train_and_evaluate(config, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["objective"]["beta"] == 4.0
+
+
+def test_training_longer_on_resume_updates_config_json(tmp_path):
+    config = tiny_config(num_steps=4, eval_every=4, checkpoint_every=4)
+    train.train_and_evaluate(config, tmp_path)
+    config.train.num_steps = 6
+    assert int(train.train_and_evaluate(config, tmp_path).step) == 6
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 6

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 
 MODEL_KINDS = ("conv", "mlp")
@@ -128,3 +130,41 @@ def validate(config: ml_collections.ConfigDict) -> None:
         analysis,
         f"must be unset or >= eval.iwae_examples={config.eval.iwae_examples}",
     )
+
+
+# Keys a resumed run may change: how long it trains, how often it reports, how it is evaluated.
+RESUMABLE_KEYS = (
+    "train.num_steps",
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "eval.",
+)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resumable(saved: dict, config: ml_collections.ConfigDict) -> bool:
+    """Raises ConfigError when `config` differs from the `saved` config.json of a run in a key
+    outside RESUMABLE_KEYS (keys the saved file predates are ignored). Returns whether any
+    key differs at all, i.e. whether config.json needs rewriting."""
+    old = _flatten(saved)
+    new = _flatten(json.loads(json.dumps(config.to_dict())))  # tuples as JSON lists, like saved
+    changed = [key for key in sorted(new) if key in old and old[key] != new[key]]
+    fixed = [key for key in changed if not key.startswith(RESUMABLE_KEYS)]
+    if fixed:
+        differences = "; ".join(f"{key}: {old[key]!r} -> {new[key]!r}" for key in fixed)
+        raise ConfigError(
+            f"the run in this workdir was trained with another config ({differences}); "
+            "use a new --workdir, or the run's own values"
+        )
+    return bool(changed)

@@ -165,6 +165,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     image_shape = data.image_shape(config.dataset)
     manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
     latest = manager.latest_step()
+    if latest is not None and config_lib.check_resumable(
+        checkpoints.read_config_dict(workdir), config
+    ):
+        checkpoints.write_config(workdir, config)  # e.g. a longer num_steps
     # Opening the data before anything compiles: missing data fails in seconds, not minutes.
     batches = data.train_batches(config, start_step=latest or 0)
 
