@@ -187,7 +187,7 @@ def test_train_batches_resumed_at_step_k_equal_a_straight_run_from_its_kth_batch
 
 
 def test_train_batches_draw_only_from_the_train_split():
-    _, test = shapes.split(4)
+    _, test = shapes.split(shapes.SPLIT_SEED)
     drawn = [
         b["factors"] for b in itertools.islice(shapes.train_batches(seed=4, batch_size=256), 8)
     ]
@@ -196,8 +196,8 @@ def test_train_batches_draw_only_from_the_train_split():
 
 
 def test_test_batches_are_the_test_split_in_order_with_a_smaller_last_batch():
-    _, test = shapes.split(5)
-    batches = list(shapes.test_batches(seed=5, batch_size=32, num_examples=100))
+    _, test = shapes.split(shapes.SPLIT_SEED)
+    batches = list(shapes.test_batches(batch_size=32, num_examples=100))
     assert [len(b["image"]) for b in batches] == [32, 32, 32, 4]
     flat = np.ravel_multi_index(
         np.concatenate([b["factors"] for b in batches]).T, shapes.FACTOR_SIZES
@@ -206,10 +206,10 @@ def test_test_batches_are_the_test_split_in_order_with_a_smaller_last_batch():
 
 
 def test_test_batches_default_to_the_whole_test_split():
-    sizes = [len(b["factors"]) for b in shapes.test_batches(seed=0, batch_size=4096)]
+    sizes = [len(b["factors"]) for b in shapes.test_batches(batch_size=4096)]
     assert sizes == [4096, 4096, shapes.NUM_TEST - 8192]
 
 
 def test_test_batches_reject_more_examples_than_the_test_split_holds():
     with pytest.raises(ValueError, match="num_examples"):
-        next(shapes.test_batches(seed=0, batch_size=8, num_examples=shapes.NUM_TEST + 1))
+        shapes.test_batches(batch_size=8, num_examples=shapes.NUM_TEST + 1)

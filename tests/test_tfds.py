@@ -123,6 +123,7 @@ def test_crops_take_the_documented_box_before_resizing(crop, box):
     )
     resized = pipeline.crop_and_resize(tf.constant(image), crop, 64).numpy()
     assert resized.shape == (64, 64, 3)
+    np.testing.assert_allclose(resized * 255, np.round(resized * 255), atol=1e-3)  # 8-bit grid
     # Antialiased: a resized image is close to the block average of the crop.
     block_mean = image[top : top + height, left : left + width].mean() / 255.0
     assert abs(resized.mean() - block_mean) < 0.01
@@ -181,3 +182,13 @@ def test_real_cmaterdb_builds_offline_from_manual_files_and_trains(tmp_path, no_
         .num_examples
         == 5000
     )
+
+
+def test_batch_larger_than_the_split_fails_when_the_pipeline_is_built(tmp_path):
+    config = celeb_a_config(tmp_path)
+    config.train.batch_size = 64
+    with (
+        tfds.testing.mock_data(num_examples=20),
+        pytest.raises(ValueError, match="train.batch_size=64 is larger than the 20"),
+    ):
+        data.train_batches(config)

@@ -78,9 +78,10 @@ def eval_batches(
         num_examples = config.eval.num_examples
     d = config.dataset
     if d.name == "shapes":
-        return _Reiterable(
-            lambda: shapes.test_batches(config.seed, config.eval.batch_size, num_examples)
-        )
+        shapes.test_batches(
+            config.eval.batch_size, num_examples
+        )  # fails now if num_examples is bad
+        return _Reiterable(lambda: shapes.test_batches(config.eval.batch_size, num_examples))
     source = _source(d, split)
     num_examples = min(source.num_examples, num_examples or source.num_examples)
     return pipeline.eval_batches(

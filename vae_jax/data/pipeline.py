@@ -74,7 +74,10 @@ def crop_and_resize(image: tf.Tensor, crop: str, image_size: int) -> tf.Tensor:
     resized = tf.image.resize(image, (image_size, image_size), "bilinear", antialias=True)
     same_size = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
     image = tf.cond(same_size, lambda: image, lambda: resized)
-    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), (image_size, image_size, None))
+    # Back onto the 8-bit grid {0, 1/255, ..., 1}: a discretized likelihood (bits/dim) is only a
+    # probability of values on that grid.
+    image = tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0) / 255.0
+    return tf.ensure_shape(image, (image_size, image_size, None))
 
 
 def preprocess_fn(crop: str, image_size: int, channels: int) -> Callable[[Element], Element]:
@@ -130,11 +133,39 @@ def train_batches(
     """
     elements, num_examples = shard_for_this_process(elements, num_examples)
     steps_per_epoch = num_examples // batch_size
-    if steps_per_epoch == 0:
+    if steps_per_epoch == 0:  # checked here, before the first batch is asked for
         raise ValueError(
             f"train.batch_size={batch_size} is larger than the {num_examples} "
             "training examples this process reads"
         )
+    return _epochs(
+        elements,
+        preprocess,
+        steps_per_epoch,
+        seed=seed,
+        batch_size=batch_size,
+        start_step=start_step,
+        shuffle_buffer=shuffle_buffer,
+        cache=cache,
+        flip=flip,
+        dynamic_binarization=dynamic_binarization,
+    )
+
+
+def _epochs(
+    elements: tf.data.Dataset,
+    preprocess: Callable[[Element], Element],
+    steps_per_epoch: int,
+    *,
+    seed: int,
+    batch_size: int,
+    start_step: int,
+    shuffle_buffer: int,
+    cache: bool,
+    flip: bool,
+    dynamic_binarization: bool,
+) -> Iterator[Batch]:
+    """The batches of train_batches, epoch after epoch (a generator: runs lazily)."""
     indexed = elements.enumerate()
     if cache:
         indexed = indexed.map(lambda i, e: (i, preprocess(e)), tf.data.AUTOTUNE).cache()

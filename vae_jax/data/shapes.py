@@ -26,6 +26,9 @@ FACTOR_SIZES: tuple[int, ...] = (3, 6, 40, 32, 32)
 NUM_IMAGES = 737_280
 IMAGE_SHAPE = (64, 64, 1)
 NUM_TEST = 10_000
+# The train/test split is the same for every run, whatever its seed, so that runs with different
+# seeds are evaluated on the same images.
+SPLIT_SEED = 0
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 SCALES = np.linspace(0.5, 1.0, FACTOR_SIZES[1], dtype=np.float32)
@@ -139,23 +142,21 @@ def train_batches(
     Step t's batch depends only on (seed, t), so resuming at start_step=k yields exactly
     the batches a run from step 0 would have seen from its k-th batch onward.
     """
-    train, _ = split(seed)
+    train, _ = split(SPLIT_SEED)
     for step in itertools.count(start_step):
         rng = np.random.default_rng([seed, step])
         yield batch(train[rng.integers(0, len(train), size=batch_size)])
 
 
 def test_batches(
-    seed: int, batch_size: int, num_examples: int | None = None
+    batch_size: int, num_examples: int | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """The test split in order, first num_examples of it (all NUM_TEST if None); the last
-    batch may be smaller."""
+    batch may be smaller. A bad num_examples fails here, not at the first batch."""
     if num_examples is not None and not 0 < num_examples <= NUM_TEST:
         raise ValueError(
             f"num_examples={num_examples} must be in 1..{NUM_TEST} (the size of the test split),"
             " or None for all of it"
         )
-    _, test = split(seed)
-    test = test[:num_examples]
-    for start in range(0, len(test), batch_size):
-        yield batch(test[start : start + batch_size])
+    test = split(SPLIT_SEED)[1][:num_examples]
+    return (batch(test[start : start + batch_size]) for start in range(0, len(test), batch_size))
