@@ -49,35 +49,22 @@ def images_per_second(batches, batch_size: int) -> float:
     return statistics.median(one_run() for _ in range(FLAGS.runs))
 
 
+def report(pipeline: str, config) -> None:
+    """Prints the images/s of the training pipeline of `config` as one JSON line."""
+    config.train.batch_size = FLAGS.batch_size
+    rate = images_per_second(data.train_batches(config), FLAGS.batch_size)
+    record = {"pipeline": pipeline, "batch_size": FLAGS.batch_size, "images_per_s": round(rate)}
+    print(json.dumps(record))
+
+
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as folder:
         write_face_sized_jpegs(Path(folder), FLAGS.num_images)
         config = celeba.get_config()
         config.dataset.update(name="image_folder", path=folder)
-        config.train.batch_size = FLAGS.batch_size
-        rate = images_per_second(data.train_batches(config), FLAGS.batch_size)
-        print(
-            json.dumps(
-                {
-                    "pipeline": "celeb_a (image_folder of 218x178 JPEG, center148 -> 64, flip)",
-                    "batch_size": FLAGS.batch_size,
-                    "images_per_s": round(rate),
-                }
-            )
-        )
-    config = shapes.get_config()
-    config.train.batch_size = FLAGS.batch_size
-    rate = images_per_second(data.train_batches(config), FLAGS.batch_size)
-    print(
-        json.dumps(
-            {
-                "pipeline": "shapes (rendered on the fly)",
-                "batch_size": FLAGS.batch_size,
-                "images_per_s": round(rate),
-            }
-        )
-    )
+        report("celeb_a (image_folder of 218x178 JPEG, center148 -> 64, flip)", config)
+    report("shapes (rendered on the fly)", shapes.get_config())
 
 
 if __name__ == "__main__":
