@@ -18,5 +18,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) -m pytest
 
+bench: $(STAMP)
+	$(PYTHON) benchmarks/input_pipeline.py
+	$(PYTHON) benchmarks/upsampling.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vae_jax experiments tests launch.py
