@@ -199,8 +199,11 @@ def test_tiny_shapes_sweep_one_point_then_all_then_nothing_and_a_summary(tmp_pat
     assert (tmp_path / "rate_distortion.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def fake_point(workdir, overrides, step, num_steps=10, test=None, analysis=None, wall=None):
-    """A point directory as train.py, --mode=analyze and run_sweep leave it."""
+def fake_point(
+    workdir, overrides, step, num_steps=10, test=None, analysis=None, wall=None, eval_step=None
+):
+    """A point directory as train.py, --mode=analyze (of checkpoint `eval_step`, default the
+    latest) and run_sweep leave it."""
     point_dir = workdir / point_name(overrides)
     config = sweep.apply_overrides(tiny_config(num_steps), overrides)
     checkpoints.write_config(point_dir, config)
@@ -211,7 +214,8 @@ def fake_point(workdir, overrides, step, num_steps=10, test=None, analysis=None,
         record["test/distortion"] = distortion
         (point_dir / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     if analysis is not None:
-        (point_dir / "eval.json").write_text(json.dumps(analysis))
+        record = {"step": step if eval_step is None else eval_step, **analysis}
+        (point_dir / "eval.json").write_text(json.dumps(record))
     if wall is not None:
         (point_dir / sweep.POINT_FILE).write_text(json.dumps({"wall_time_s": wall}))
 
@@ -291,3 +295,10 @@ def test_sweep_list_prints_every_point_with_its_index(tmp_path):
     assert lines[0] == ["0", "beta=1,latent_dim=4,seed=0", "not", "started"]
     assert lines[44][:2] == ["44", "beta=16,latent_dim=32,seed=2"]
     assert "--array=0-44" in result.stdout
+
+
+def test_summary_ignores_an_eval_json_of_an_earlier_checkpoint(tmp_path):
+    point = {"objective.beta": 1, "seed": 0}
+    fake_point(tmp_path, point, 10, test=(10.0, 90.0), analysis={"mig": 0.5}, eval_step=5)
+    row = sweep.summarize(tmp_path).rows[0]
+    assert row["status"] == "finished" and row["mig"] is None
