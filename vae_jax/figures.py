@@ -1,4 +1,5 @@
-"""Image grids as PNG files: reconstructions (inputs above reconstructions) and samples."""
+"""Figures as PNG files: image grids (reconstructions, samples, traversals, interpolations),
+with titles and row/column labels, and the rate-distortion plot of a sweep."""
 
 from __future__ import annotations
 
