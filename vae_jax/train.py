@@ -171,6 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         checkpoints.write_config(workdir, config)  # e.g. a longer num_steps
     # Opening the data before anything compiles: missing data fails in seconds, not minutes.
     batches = data.train_batches(config, start_step=latest or 0)
+    eval_data = data.eval_batches(config)
 
     model = make_model(config.model, image_shape)
     optimizer = make_optimizer(config.train)
@@ -196,7 +197,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     eval_step = make_eval_step(model)
     reconstruct, sample = make_figure_fns(model)
     writer = MetricsWriter(workdir)
-    eval_data = data.eval_batches(config)
 
     def evaluate_and_draw(step: int) -> None:
         metrics = evaluate(eval_step, state.params, eval_data, eval_key)
