@@ -60,6 +60,11 @@ def get_config() -> ml_collections.ConfigDict:
             lr_schedule="constant",  # constant | cosine (decays to 0 at num_steps)
             warmup_steps=0,  # linear learning-rate warm-up
             grad_clip_norm=config_dict.placeholder(float),
+            # Skip (do not apply) updates whose gradient norm exceeds this, like VDVAE (None: off).
+            skip_grad_norm=config_dict.placeholder(float),
+            # Non-finite losses or gradients skip the update; this many in a row stop the run.
+            max_consecutive_skips=100,
+            compute_dtype="float32",  # float32 | bfloat16 (activations and matmuls; f32 params)
             log_every=100,
             eval_every=5_000,
             checkpoint_every=5_000,

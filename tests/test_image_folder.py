@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from vae_jax.data import image_folder, pipeline
-from vae_jax.data.pipeline import DataNotFoundError
+from vae_jax.data.types import DataNotFoundError
 
 # (relative path, height, width, PIL mode): CelebA-sized JPEGs, small and square images, an
 # upper-case suffix, and grayscale and RGBA PNGs.

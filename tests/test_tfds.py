@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from experiments import celeba, cifar10, fashion_mnist, mnist
 from vae_jax import data, train
 from vae_jax.data import pipeline
+from vae_jax.data import tfds as tfds_source
 from vae_jax.data.tfds import CELEB_A_FILES
 from vae_jax.metrics import read_metrics
 
@@ -99,7 +100,7 @@ def test_flips_happen_in_training_only(tmp_path):
         config.dataset.random_flip = False
         plain = np.concatenate([b["image"] for b in take(data.train_batches(config), 4)])
         eval_images = np.concatenate([b["image"] for b in data.eval_batches(config)])
-        source = data.tfds_source.load(config.dataset, "test")
+        source = tfds_source.load(config.dataset, "test")
         preprocess = pipeline.preprocess_fn("center148", 64, 3)
         expected = np.stack(
             [preprocess(e)["image"].numpy() for e in source.elements.take(len(eval_images))]

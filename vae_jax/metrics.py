@@ -6,10 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
-
-# TensorFlow is here only for tf.summary (and tf.data): keep it off any accelerator.
-tf.config.set_visible_devices([], "GPU")
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -19,6 +15,12 @@ class MetricsWriter:
     (and image grids) as TensorBoard events in <workdir>."""
 
     def __init__(self, workdir: str | Path):
+        # TensorFlow (8 s to import) is here only for tf.summary: loaded by the first writer, and
+        # kept off any accelerator.
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+        self._tf = tf
         self._workdir = Path(workdir)
         self._workdir.mkdir(parents=True, exist_ok=True)
         self._summary = tf.summary.create_file_writer(str(self._workdir))
@@ -29,13 +31,13 @@ class MetricsWriter:
             f.write(json.dumps(record) + "\n")
         with self._summary.as_default(step=int(step)):
             for name, value in scalars.items():
-                tf.summary.scalar(name, float(value))
+                self._tf.summary.scalar(name, float(value))
 
     def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
         """images: name -> one [H, W, C] grid in [0, 1]."""
         with self._summary.as_default(step=int(step)):
             for name, image in images.items():
-                tf.summary.image(name, np.asarray(image)[None], max_outputs=1)
+                self._tf.summary.image(name, np.asarray(image)[None], max_outputs=1)
 
     def close(self) -> None:
         self._summary.flush()

@@ -5,17 +5,24 @@ run sees the batches a straight run would have seen.
 
 Sources: "shapes" (built in, procedural), "image_folder" (dataset.path), or any TFDS dataset name
 ("celeb_a", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", ...).
+
+With several processes (multi-host), each process yields its own rows of every training batch:
+config.train.batch_size / jax.process_count() of them.
+
+The on-disk sources run on tf.data. TensorFlow takes about 8 s to import, so it is imported when
+an on-disk dataset is first used, not with this package: shapes runs, analysis of shapes runs and
+the benchmarks never load it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+import jax
 import ml_collections
 
-from vae_jax.data import image_folder, pipeline, shapes
-from vae_jax.data import tfds as tfds_source
-from vae_jax.data.pipeline import Batch, DataNotFoundError
+from vae_jax.data import shapes
+from vae_jax.data.types import Batch, DataNotFoundError
 
 __all__ = ["Batch", "DataNotFoundError", "eval_batches", "image_shape", "train_batches"]
 
@@ -27,30 +34,49 @@ def image_shape(dataset_config: ml_collections.ConfigDict) -> tuple[int, int, in
     size = dataset_config.image_size
     if dataset_config.name == "image_folder":
         return (size, size, 3)
+    from vae_jax.data import tfds as tfds_source  # imports TensorFlow, see above
+
     return (size, size, tfds_source.builder(dataset_config).info.features["image"].shape[-1])
 
 
-def _source(dataset_config: ml_collections.ConfigDict, split: str) -> pipeline.Source:
+def _source(dataset_config: ml_collections.ConfigDict, split: str):
+    """The on-disk split as a pipeline.Source (imports TensorFlow, see above)."""
+    from vae_jax.data import image_folder
+    from vae_jax.data import tfds as tfds_source
+
     if dataset_config.name == "image_folder":
         return image_folder.load(dataset_config.path, split)
     return tfds_source.load(dataset_config, split)
 
 
+def process_batch_size(global_batch_size: int) -> int:
+    """How many rows of each global batch this process feeds."""
+    return global_batch_size // jax.process_count()
+
+
 def train_batches(config: ml_collections.ConfigDict, start_step: int = 0) -> Iterator[Batch]:
-    """Infinite training batches of config.train.batch_size, starting at step `start_step`.
+    """Infinite training batches, starting at step `start_step`: this process's
+    process_batch_size(config.train.batch_size) rows of each.
 
     Raises DataNotFoundError at once (not at the first batch) when the data is not on disk.
     """
     d = config.dataset
     if d.name == "shapes":
-        return shapes.train_batches(config.seed, config.train.batch_size, start_step)
+        return shapes.train_batches(
+            config.seed,
+            config.train.batch_size,
+            start_step,
+            process=(jax.process_index(), jax.process_count()),
+        )
+    from vae_jax.data import pipeline
+
     source = _source(d, "train")
     return pipeline.train_batches(
         source.elements,
         source.num_examples,
         pipeline.preprocess_fn(d.crop, d.image_size, source.channels),
         seed=config.seed,
-        batch_size=config.train.batch_size,
+        batch_size=process_batch_size(config.train.batch_size),
         start_step=start_step,
         shuffle_buffer=d.shuffle_buffer,
         cache=d.cache,
@@ -82,6 +108,8 @@ def eval_batches(
             config.eval.batch_size, num_examples
         )  # fails now if num_examples is bad
         return _Reiterable(lambda: shapes.test_batches(config.eval.batch_size, num_examples))
+    from vae_jax.data import pipeline
+
     source = _source(d, split)
     num_examples = min(source.num_examples, num_examples or source.num_examples)
     return pipeline.eval_batches(

@@ -24,7 +24,8 @@ from pathlib import Path
 import tensorflow as tf
 from absl import logging
 
-from vae_jax.data.pipeline import DataNotFoundError, Source
+from vae_jax.data.pipeline import Source
+from vae_jax.data.types import DataNotFoundError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # 5% of CelebA's 202,599 images is ~10k test images: enough for a stable test ELBO, while

@@ -17,19 +17,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 import jax
-import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from vae_jax.data.types import Batch
 
 # tf.data is only an input pipeline here: keep TensorFlow off any accelerator.
 tf.config.set_visible_devices([], "GPU")
 
-Batch = dict[str, np.ndarray]
 Element = dict[str, tf.Tensor]
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A dataset that must be placed on disk by the user is missing; the message says how."""
 
 
 class Source(NamedTuple):

@@ -135,17 +135,21 @@ def batch(flat_indices: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def train_batches(
-    seed: int, batch_size: int, start_step: int = 0
+    seed: int, batch_size: int, start_step: int = 0, process: tuple[int, int] = (0, 1)
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless batches drawn uniformly (with replacement) from the train split.
 
     Step t's batch depends only on (seed, t), so resuming at start_step=k yields exactly
-    the batches a run from step 0 would have seen from its k-th batch onward.
+    the batches a run from step 0 would have seen from its k-th batch onward. With
+    process=(index, count) only that process's contiguous block of batch_size / count rows is
+    rendered: the processes together yield the same global batch as one process.
     """
+    index, count = process
     train, _ = split(SPLIT_SEED)
     for step in itertools.count(start_step):
         rng = np.random.default_rng([seed, step])
-        yield batch(train[rng.integers(0, len(train), size=batch_size)])
+        rows = rng.integers(0, len(train), size=batch_size).reshape(count, -1)[index]
+        yield batch(train[rows])
 
 
 def test_batches(

@@ -17,7 +17,8 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vae_jax.data.pipeline import DataNotFoundError, Source
+from vae_jax.data.pipeline import Source
+from vae_jax.data.types import DataNotFoundError
 
 CELEB_A_FILES = (
     "img_align_celeba.zip",
