@@ -10,9 +10,11 @@ python launch.py --mode=analyze --workdir=runs/shapes                     # eval
 python launch.py --mode=summarize --workdir=runs/shapes_sweep             # results.md, plot
 """
 
+import functools
 import logging as python_logging
 from pathlib import Path
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -41,6 +43,19 @@ flags.DEFINE_integer(
     "With --sweep: train only this point (default: $SLURM_ARRAY_TASK_ID when set).",
 )
 flags.DEFINE_bool("sweep_list", False, "Print the sweep's points with their indices and exit.")
+flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume the run in --workdir although its config.json differs from --config in keys other "
+    "than num_steps, logging cadence and eval.* (the differences are logged).",
+)
+flags.DEFINE_bool(
+    "distributed",
+    False,
+    "This is one of several processes (multi-host): call jax.distributed.initialize(), which "
+    "reads the process count, this process's index and the coordinator from the cluster "
+    "(SLURM, Open MPI, Kubernetes, Cloud TPU). The global batch is train.batch_size.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -77,10 +92,15 @@ def analyze(workdir: Path) -> None:
 def main(argv):
     del argv
     logging.get_absl_handler().python_handler.addFilter(quiet_orbax_info)
+    if FLAGS.distributed:
+        jax.distributed.initialize()
     for_sweep = FLAGS.sweep or FLAGS.sweep_list or FLAGS.mode == "summarize"
     workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(for_sweep)
     if FLAGS.sweep_index is not None and not FLAGS.sweep:
         raise app.UsageError("--sweep_index needs --sweep")
+    train_fn = functools.partial(
+        train.train_and_evaluate, allow_config_change=FLAGS.allow_config_change
+    )
 
     if FLAGS.mode == "analyze":
         analyze(workdir)
@@ -98,9 +118,9 @@ def main(argv):
     elif FLAGS.sweep:
         points = sweep.load_sweep(config_path())
         index = sweep.resolve_index(FLAGS.sweep_index, len(points))
-        sweep.run_sweep(FLAGS.config, points, workdir, index=index)
+        sweep.run_sweep(FLAGS.config, points, workdir, index=index, train_fn=train_fn)
     elif FLAGS.mode == "train":
-        train.train_and_evaluate(FLAGS.config, workdir)
+        train_fn(FLAGS.config, workdir)
         logging.info(
             "Done. Checkpoints: %s | metrics: %s and TensorBoard events (tensorboard --logdir %s)"
             " | figures: %s",

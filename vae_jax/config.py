@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 
 import ml_collections
+from absl import logging
 
 MODEL_KINDS = ("conv", "mlp")
 POSTERIORS = ("diag", "full")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "discretized_logistic")
 LR_SCHEDULES = ("constant", "cosine")
 CROPS = ("center148", "nvae", "none")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+# vae_jax/data/shapes.py IMAGE_SHAPE; not imported from there, as vae_jax.data imports TensorFlow.
+SHAPES_IMAGE_SIZE = 64
 
 
 class ConfigError(ValueError):
@@ -34,34 +40,120 @@ def _lookup(config: ml_collections.ConfigDict, key: str):
     return value
 
 
-def _at_least(config: ml_collections.ConfigDict, key: str, minimum: float) -> None:
+def _is_number(value, integer: bool = False) -> bool:
+    """An int, or (unless `integer`) a finite float; True and False are not numbers here."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    return not integer and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def _at_least(
+    config: ml_collections.ConfigDict,
+    key: str,
+    minimum: float,
+    *,
+    integer: bool = False,
+    optional: bool = False,
+) -> None:
     value = _lookup(config, key)
-    _require(value is not None and value >= minimum, key, value, f"must be >= {minimum}")
+    if optional and value is None:
+        return
+    allowed = f"must be an integer >= {minimum}" if integer else f"must be >= {minimum} and finite"
+    _require(
+        _is_number(value, integer) and value >= minimum,
+        key,
+        value,
+        allowed + (" (or unset)" if optional else ""),
+    )
+
+
+def _positive(config: ml_collections.ConfigDict, key: str, *, optional: bool = False) -> None:
+    value = _lookup(config, key)
+    if optional and value is None:
+        return
+    allowed = "must be > 0 and finite" + (" (or unset)" if optional else "")
+    _require(_is_number(value) and value > 0, key, value, allowed)
+
+
+def _check_dataset_name(name) -> None:
+    """shapes, image_folder, or a TFDS builder name (with an optional /config and :version)."""
+    if name in ("shapes", "image_folder"):
+        return
+    # tensorflow_datasets alone does not import TensorFlow; looking a builder up is fast.
+    import tensorflow_datasets as tfds
+
+    allowed = (
+        "use shapes, image_folder or a TFDS dataset name "
+        "(celeb_a, mnist, fashion_mnist, binarized_mnist, cifar10, ...)"
+    )
+    _require(isinstance(name, str), "dataset.name", name, allowed)
+    try:
+        dataset_name, _ = tfds.core.naming.parse_builder_name_kwargs(name)  # e.g. cmaterdb/bangla
+        # A community dataset (namespace:name) can only be looked up over the network, on loading.
+        if not dataset_name.namespace:
+            tfds.builder_cls(dataset_name.name)
+    except ValueError:  # a malformed name, or tfds's DatasetNotFoundError
+        raise ConfigError(f"dataset.name={name!r} is not valid: {allowed}") from None
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError for the first invalid value found."""
+    """Raises ConfigError for the first invalid value found: a wrong type, a value out of range,
+    an unknown name, or an unknown dataset."""
+    _check_dataset_name(config.dataset.name)
     _one_of(config, "dataset.crop", CROPS)
     _one_of(config, "model.kind", MODEL_KINDS)
     _one_of(config, "model.posterior", POSTERIORS)
     _one_of(config, "model.likelihood", LIKELIHOODS)
     _one_of(config, "train.lr_schedule", LR_SCHEDULES)
+    _one_of(config, "train.compute_dtype", COMPUTE_DTYPES)
+    for key in ("dataset.random_flip", "dataset.dynamic_binarization", "dataset.cache"):
+        value = _lookup(config, key)
+        _require(isinstance(value, bool), key, value, "must be True or False")
     for key in (
+        "dataset.image_size",
+        "dataset.shuffle_buffer",
         "model.latent_dim",
         "train.batch_size",
         "train.num_steps",
+        "train.max_consecutive_skips",
         "train.log_every",
         "train.eval_every",
         "train.checkpoint_every",
         "train.keep_checkpoints",
         "eval.batch_size",
-        "eval.iwae_samples",
         "eval.iwae_examples",
+        "eval.iwae_samples",
         "eval.iwae_chunk",
         "eval.num_figures",
-        "dataset.image_size",
     ):
-        _at_least(config, key, 1)
+        _at_least(config, key, 1, integer=True)
+    for key in ("eval.num_examples", "eval.analysis_examples"):
+        _at_least(config, key, 1, integer=True, optional=True)
+    for key in (
+        "seed",
+        "objective.kl_warmup_steps",
+        "objective.capacity_steps",
+        "train.warmup_steps",
+    ):
+        _at_least(config, key, 0, integer=True)
+    for key in ("objective.beta", "objective.free_bits", "objective.capacity_gamma"):
+        _at_least(config, key, 0)
+    _at_least(config, "objective.capacity", 0, optional=True)
+    _positive(config, "train.learning_rate")
+    _positive(config, "model.gaussian_scale")
+    _positive(config, "train.grad_clip_norm", optional=True)
+    _positive(config, "train.skip_grad_norm", optional=True)
+    for key in ("model.channels", "model.hidden"):
+        sizes = _lookup(config, key)
+        _require(
+            isinstance(sizes, (tuple, list))
+            and all(_is_number(n, integer=True) and n >= 1 for n in sizes),
+            key,
+            sizes,
+            "must be a sequence of integers >= 1, e.g. (32, 64)",
+        )
     if config.dataset.name == "image_folder":
         _require(
             bool(config.dataset.path),
@@ -69,41 +161,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
             config.dataset.path,
             "dataset.name='image_folder' needs --config.dataset.path=DIR, a folder of images",
         )
-    _at_least(config, "dataset.shuffle_buffer", 1)
-    for key in (
-        "objective.beta",
-        "objective.free_bits",
-        "objective.kl_warmup_steps",
-        "objective.capacity_gamma",
-        "train.warmup_steps",
-    ):
-        _at_least(config, key, 0)
-    _require(
-        config.train.learning_rate > 0,
-        "train.learning_rate",
-        config.train.learning_rate,
-        "must be > 0",
-    )
-    _require(
-        config.model.gaussian_scale > 0,
-        "model.gaussian_scale",
-        config.model.gaussian_scale,
-        "must be > 0",
-    )
-    _require(
-        all(c >= 1 for c in config.model.channels),
-        "model.channels",
-        config.model.channels,
-        "every entry must be >= 1",
-    )
     if config.model.kind == "conv":
         stages = len(config.model.channels)
+        _require(
+            stages > 0,
+            "model.channels",
+            config.model.channels,
+            "a conv model needs at least one stage",
+        )
         size = config.dataset.image_size
         _require(
             size % 2**stages == 0,
             "dataset.image_size",
             size,
             f"the {stages} stride-2 stages of model.channels need a multiple of {2**stages}",
+        )
+    if config.dataset.name == "shapes":
+        _require(
+            config.dataset.image_size == SHAPES_IMAGE_SIZE,
+            "dataset.image_size",
+            config.dataset.image_size,
+            f"the shapes images are {SHAPES_IMAGE_SIZE}x{SHAPES_IMAGE_SIZE}; leave it at "
+            f"{SHAPES_IMAGE_SIZE} (it sets the size of image_folder and TFDS images)",
         )
     if config.objective.free_bits > 0:
         _require(
@@ -112,17 +191,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
             config.objective.free_bits,
             "free bits are per latent dimension and need model.posterior='diag'",
         )
-    if config.objective.capacity is not None:
-        _at_least(config, "objective.capacity", 0)
-    _at_least(config, "objective.capacity_steps", 0)
-    _require(
-        len(config.model.channels) > 0 or config.model.kind == "mlp",
-        "model.channels",
-        config.model.channels,
-        "a conv model needs at least one stage",
-    )
-    clip = config.train.grad_clip_norm
-    _require(clip is None or clip > 0, "train.grad_clip_norm", clip, "must be > 0 (or unset)")
     analysis = config.eval.analysis_examples
     _require(
         analysis is None or analysis >= config.eval.iwae_examples,
@@ -153,18 +221,27 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def check_resumable(saved: dict, config: ml_collections.ConfigDict) -> bool:
-    """Raises ConfigError when `config` differs from the `saved` config.json of a run in a key
-    outside RESUMABLE_KEYS (keys the saved file predates are ignored). Returns whether any
-    key differs at all, i.e. whether config.json needs rewriting."""
+def check_resumable(
+    saved: dict, config: ml_collections.ConfigDict, *, allow_change: bool = False
+) -> bool:
+    """Compares `config` with the `saved` config.json of the run it would resume (keys the saved
+    file predates are ignored).
+
+    Raises ConfigError naming each key outside RESUMABLE_KEYS that differs (old -> new), unless
+    `allow_change` (--allow_config_change), which logs a warning listing them instead. Returns
+    whether any key differs at all, i.e. whether config.json needs rewriting.
+    """
     old = _flatten(saved)
     new = _flatten(json.loads(json.dumps(config.to_dict())))  # tuples as JSON lists, like saved
     changed = [key for key in sorted(new) if key in old and old[key] != new[key]]
     fixed = [key for key in changed if not key.startswith(RESUMABLE_KEYS)]
     if fixed:
         differences = "; ".join(f"{key}: {old[key]!r} -> {new[key]!r}" for key in fixed)
-        raise ConfigError(
-            f"the run in this workdir was trained with another config ({differences}); "
-            "use a new --workdir, or the run's own values"
-        )
+        if not allow_change:
+            raise ConfigError(
+                f"the run in this workdir was trained with another config ({differences}); "
+                "use a new --workdir or the run's own values, or pass --allow_config_change "
+                "to resume this run with the new values"
+            )
+        logging.warning("Resuming with a changed config (--allow_config_change): %s", differences)
     return bool(changed)

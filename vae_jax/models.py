@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,10 +43,11 @@ def _restore_batch(tree, lead: tuple[int, ...]):
     return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), tree)
 
 
-def _dense_relu(h: jax.Array, widths: Sequence[int]) -> jax.Array:
-    """ReLU dense layers of the given widths (call inside a compact method)."""
+def _dense_relu(h: jax.Array, widths: Sequence[int], dtype: Any) -> jax.Array:
+    """ReLU dense layers of the given widths computing in `dtype` (call inside a compact
+    method)."""
     for width in widths:
-        h = nn.relu(nn.Dense(width)(h))
+        h = nn.relu(nn.Dense(width, dtype=dtype)(h))
     return h
 
 
@@ -98,74 +100,90 @@ class LikelihoodHead(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """Images [..., H, W, C] -> q(z|x): 4x4 stride-2 convs, dense layers, Gaussian head."""
+    """Images [..., H, W, C] -> q(z|x): 4x4 stride-2 convs, dense layers, Gaussian head.
+
+    Convs and dense layers compute in `dtype`; the Gaussian head always in float32."""
 
     channels: Sequence[int]
     hidden: Sequence[int]
     latent_dim: int
     posterior: str = "diag"
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> D.Gaussian:
-        h, lead = _flatten_batch(x, 3)
+        h, lead = _flatten_batch(x.astype(self.dtype), 3)
         for features in self.channels:
-            h = nn.relu(nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME")(h))
-        h = _dense_relu(h.reshape(h.shape[0], -1), self.hidden)
-        return _restore_batch(GaussianHead(self.latent_dim, self.posterior)(h), lead)
+            conv = nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
+            h = nn.relu(conv(h))
+        h = _dense_relu(h.reshape(h.shape[0], -1), self.hidden, self.dtype)
+        posterior = GaussianHead(self.latent_dim, self.posterior)(h.astype(jnp.float32))
+        return _restore_batch(posterior, lead)
 
 
 class ConvDecoder(nn.Module):
     """Codes [..., k] -> p(x|z) over [..., H, W, C]: dense layers, then stride-2 upsampling
-    stages mirroring the encoder (custom-gradient transposed convs, see layers.py)."""
+    stages mirroring the encoder (custom-gradient transposed convs, see layers.py).
+
+    Layers compute in `dtype`; the likelihood's parameters are float32."""
 
     channels: Sequence[int]
     hidden: Sequence[int]
     image_shape: tuple[int, int, int]
     likelihood: str
     gaussian_scale: float = 0.1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array) -> L.Likelihood:
-        h, lead = _flatten_batch(z, 1)
+        h, lead = _flatten_batch(z.astype(self.dtype), 1)
         height, width, image_channels = self.image_shape
         stages = len(self.channels)
         start = (height // 2**stages, width // 2**stages)
-        h = _dense_relu(h, tuple(self.hidden) + (start[0] * start[1] * self.channels[-1],))
+        widths = tuple(self.hidden) + (start[0] * start[1] * self.channels[-1],)
+        h = _dense_relu(h, widths, self.dtype)
         h = h.reshape((-1,) + start + (self.channels[-1],))
         for features in reversed(self.channels[:-1]):
-            h = nn.relu(Upsample2x(features)(h))
-        raw = Upsample2x(image_channels * outputs_per_channel(self.likelihood))(h)
+            h = nn.relu(Upsample2x(features, dtype=self.dtype)(h))
+        outputs = image_channels * outputs_per_channel(self.likelihood)
+        raw = Upsample2x(outputs, dtype=self.dtype)(h).astype(jnp.float32)
         return LikelihoodHead(self.likelihood, self.gaussian_scale)(_restore_batch(raw, lead))
 
 
 class MlpEncoder(nn.Module):
-    """Images [..., H, W, C] -> q(z|x) through dense layers on the flattened pixels."""
+    """Images [..., H, W, C] -> q(z|x) through dense layers on the flattened pixels (computing
+    in `dtype`; the Gaussian head in float32)."""
 
     hidden: Sequence[int]
     latent_dim: int
     posterior: str = "diag"
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> D.Gaussian:
-        h, lead = _flatten_batch(x, 3)
-        h = _dense_relu(h.reshape(h.shape[0], -1), self.hidden)
-        return _restore_batch(GaussianHead(self.latent_dim, self.posterior)(h), lead)
+        h, lead = _flatten_batch(x.astype(self.dtype), 3)
+        h = _dense_relu(h.reshape(h.shape[0], -1), self.hidden, self.dtype)
+        posterior = GaussianHead(self.latent_dim, self.posterior)(h.astype(jnp.float32))
+        return _restore_batch(posterior, lead)
 
 
 class MlpDecoder(nn.Module):
-    """Codes [..., k] -> p(x|z) over [..., H, W, C] through dense layers."""
+    """Codes [..., k] -> p(x|z) over [..., H, W, C] through dense layers (computing in `dtype`;
+    the likelihood's parameters are float32)."""
 
     hidden: Sequence[int]
     image_shape: tuple[int, int, int]
     likelihood: str
     gaussian_scale: float = 0.1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array) -> L.Likelihood:
-        h, lead = _flatten_batch(z, 1)
-        h = _dense_relu(h, self.hidden)
+        h, lead = _flatten_batch(z.astype(self.dtype), 1)
+        h = _dense_relu(h, self.hidden, self.dtype)
         height, width, channels = self.image_shape
-        raw = nn.Dense(height * width * channels * outputs_per_channel(self.likelihood))(h)
+        outputs = height * width * channels * outputs_per_channel(self.likelihood)
+        raw = nn.Dense(outputs, dtype=self.dtype)(h).astype(jnp.float32)
         raw = raw.reshape(lead + (height, width, -1))
         return LikelihoodHead(self.likelihood, self.gaussian_scale)(raw)
 
@@ -204,13 +222,23 @@ class VAE(nn.Module):
         return D.standard_normal(self.latent_dim)
 
 
-def make_model(model_config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> VAE:
-    """The VAE described by the `model` config section, for images of `image_shape` (H, W, C)."""
+def make_model(
+    model_config: ml_collections.ConfigDict,
+    image_shape: tuple[int, int, int],
+    compute_dtype: str = "float32",
+) -> VAE:
+    """The VAE described by the `model` config section, for images of `image_shape` (H, W, C).
+
+    compute_dtype ("float32" or "bfloat16"): activations and matmuls of the encoder and decoder
+    layers. Parameters, posterior and likelihood parameters stay float32 either way."""
     m = model_config
+    dtype = jnp.dtype(compute_dtype)
     if m.kind == "conv":
-        encoder = ConvEncoder(m.channels, m.hidden, m.latent_dim, m.posterior)
-        decoder = ConvDecoder(m.channels, m.hidden, image_shape, m.likelihood, m.gaussian_scale)
+        encoder = ConvEncoder(m.channels, m.hidden, m.latent_dim, m.posterior, dtype)
+        decoder = ConvDecoder(
+            m.channels, m.hidden, image_shape, m.likelihood, m.gaussian_scale, dtype
+        )
     else:
-        encoder = MlpEncoder(m.hidden, m.latent_dim, m.posterior)
-        decoder = MlpDecoder(m.hidden, image_shape, m.likelihood, m.gaussian_scale)
+        encoder = MlpEncoder(m.hidden, m.latent_dim, m.posterior, dtype)
+        decoder = MlpDecoder(m.hidden, image_shape, m.likelihood, m.gaussian_scale, dtype)
     return VAE(encoder=encoder, decoder=decoder, latent_dim=m.latent_dim)

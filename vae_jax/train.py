@@ -1,13 +1,21 @@
 """Training: the train state, jitted train/eval steps, and the loop that feeds them.
 
 The loop only moves data, calls the steps and hands numbers to the writer; the maths lives in
-objectives.py and the steps. Re-running with the same workdir resumes from the latest checkpoint.
+objectives.py and the steps. The steps run data-parallel over every device (parallel.py).
+Re-running with the same workdir resumes from the latest checkpoint that restores.
+
+Faults a long run survives: a non-finite loss or gradient (or, with train.skip_grad_norm, a
+gradient norm above it) skips that update inside the jitted step, and train.max_consecutive_skips
+skips in a row stop the run; SIGTERM / SIGINT (preemption, Ctrl-C) finish the current step,
+save a checkpoint and return normally; a damaged latest checkpoint falls back to the one before.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import jax
@@ -18,11 +26,15 @@ import optax
 from absl import logging
 from flax import struct
 
-from vae_jax import checkpoints, data, figures
+from vae_jax import checkpoints, data, figures, parallel
 from vae_jax import config as config_lib
 from vae_jax import objectives as O
 from vae_jax.metrics import MetricsWriter
 from vae_jax.models import VAE, make_model
+
+
+class TrainingDivergedError(RuntimeError):
+    """Too many consecutive updates were skipped for non-finite losses or gradients."""
 
 
 @struct.dataclass
@@ -56,22 +68,35 @@ def create_train_state(
     optimizer: optax.GradientTransformation,
     image_shape: tuple[int, int, int],
     key: jax.Array,
+    mesh: jax.sharding.Mesh,
 ) -> TrainState:
-    """Fresh parameters (initialised on a batch of one) and optimizer state at step 0."""
-    x = jnp.zeros((1,) + image_shape, jnp.float32)
-    params = jax.jit(model.init)(key, x, key)
-    return TrainState(
-        step=jnp.asarray(0, jnp.int32), params=params, opt_state=optimizer.init(params)
-    )
+    """Fresh parameters (initialised on a batch of one) and optimizer state at step 0,
+    replicated over the mesh."""
+
+    def init(key):
+        params = model.init(key, jnp.zeros((1,) + image_shape, jnp.float32), key)
+        return TrainState(
+            step=jnp.asarray(0, jnp.int32), params=params, opt_state=optimizer.init(params)
+        )
+
+    return jax.jit(init, out_shardings=parallel.replicated(mesh))(key)
 
 
 def make_train_step(
-    model: VAE, optimizer: optax.GradientTransformation, objective_config: ml_collections.ConfigDict
+    model: VAE,
+    optimizer: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
 ) -> Callable:
-    """Returns step(state, batch, key) -> (state, metrics), jitted with the state donated.
+    """Returns step(state, batch, key) -> (state, metrics), jitted with the state donated, the
+    batch split over the mesh's "data" axis and state and metrics replicated.
 
     The step's randomness is fold_in(key, state.step), so a resumed run repeats a straight run.
+    An update is skipped (params and optimizer state kept, step still advanced) when the loss or
+    a gradient is not finite, or the gradient norm exceeds config.train.skip_grad_norm;
+    metrics["skipped"] is then 1.
     """
+    skip_grad_norm = config.train.skip_grad_norm
 
     def step(state: TrainState, batch: data.Batch, key: jax.Array):
         x = batch["image"]
@@ -80,42 +105,62 @@ def make_train_step(
         def loss_fn(params):
             out = model.apply(params, x, step_key)
             terms = O.elbo_terms(out.posterior, model.prior, out.likelihood, x)
-            return O.loss(terms, objective_config, state.step), terms
+            return O.loss(terms, config.objective, state.step), terms
 
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_norm = optax.tree.norm(grads)
+        apply = jnp.isfinite(loss) & jnp.isfinite(grad_norm)  # a NaN/inf anywhere: norm not finite
+        if skip_grad_norm is not None:
+            apply = apply & (grad_norm <= skip_grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+
+        def keep_if_skipped(new, old):
+            return jnp.where(apply, new, old)
+
         new_state = TrainState(
             step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            opt_state=opt_state,
+            params=jax.tree.map(keep_if_skipped, params, state.params),
+            opt_state=jax.tree.map(keep_if_skipped, opt_state, state.opt_state),
         )
         metrics = dict(
             loss=loss,
             elbo=jnp.mean(terms.elbo),
             rate=jnp.mean(terms.rate),
             distortion=jnp.mean(terms.distortion),
-            grad_norm=optax.tree.norm(grads),
+            grad_norm=grad_norm,
+            skipped=1.0 - apply.astype(jnp.float32),
         )
         return new_state, metrics
 
-    return jax.jit(step, donate_argnums=0)
+    replicated, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    return jax.jit(
+        step,
+        in_shardings=(replicated, sharded, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
 
 
-def make_eval_step(model: VAE) -> Callable:
-    """Returns eval_step(params, batch, key) -> sums of elbo, rate, distortion over the batch."""
+def make_eval_step(model: VAE, mesh: jax.sharding.Mesh) -> Callable:
+    """Returns eval_step(params, batch, key) -> sums of elbo, rate, distortion over the rows of
+    batch["image"] [B, H, W, C] where batch["mask"] [B] is 1 (padding rows have 0), and "count"."""
 
     def eval_step(params, batch: data.Batch, key: jax.Array):
-        x = batch["image"]
+        x, mask = batch["image"], batch["mask"]
         out = model.apply(params, x, key)
         terms = O.elbo_terms(out.posterior, model.prior, out.likelihood, x)
         return dict(
-            elbo=jnp.sum(terms.elbo),
-            rate=jnp.sum(terms.rate),
-            distortion=jnp.sum(terms.distortion),
-            count=jnp.asarray(x.shape[0], jnp.float32),
+            elbo=jnp.sum(mask * terms.elbo),
+            rate=jnp.sum(mask * terms.rate),
+            distortion=jnp.sum(mask * terms.distortion),
+            count=jnp.sum(mask),
         )
 
-    return jax.jit(eval_step)
+    replicated, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    return jax.jit(
+        eval_step, in_shardings=(replicated, sharded, replicated), out_shardings=replicated
+    )
 
 
 def make_figure_fns(model: VAE) -> tuple[Callable, Callable]:
@@ -133,11 +178,21 @@ def make_figure_fns(model: VAE) -> tuple[Callable, Callable]:
     return jax.jit(reconstruct), jax.jit(sample, static_argnums=2)
 
 
-def evaluate(eval_step: Callable, params, batches: Iterable[data.Batch], key: jax.Array) -> dict:
-    """Mean test elbo / rate / distortion (nats per example) over one pass of `batches`."""
+def evaluate(
+    eval_step: Callable,
+    params,
+    batches: Iterable[data.Batch],
+    key: jax.Array,
+    mesh: jax.sharding.Mesh,
+    batch_size: int,
+) -> dict:
+    """Mean test elbo / rate / distortion (nats per example) over one pass of `batches` (each
+    held whole by every process; a smaller last batch is padded to `batch_size` and masked)."""
     totals = None
     for i, batch in enumerate(batches):
-        sums = eval_step(params, {"image": batch["image"]}, jax.random.fold_in(key, i))
+        images, mask = parallel.pad_to({"image": batch["image"]}, batch_size)
+        placed = parallel.put_global_batch({**images, "mask": mask}, mesh)
+        sums = eval_step(params, placed, jax.random.fold_in(key, i))
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
     count = totals.pop("count")
@@ -156,30 +211,71 @@ def _format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
-    """Trains `config` in `workdir`, resuming from its latest checkpoint.
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[str]]:
+    """Within the block SIGTERM and SIGINT do not interrupt: they append their name to the
+    yielded list, which the loop checks after each step. The previous handlers come back after."""
+    requests: list[str] = []
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {number: signal.getsignal(number) for number in signals}
+    for number in signals:
+        signal.signal(number, lambda number, frame: requests.append(signal.Signals(number).name))
+    try:
+        yield requests
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
-    Returns the final train state."""
+
+def _check_workdir(
+    workdir: Path, config: ml_collections.ConfigDict, allow_config_change: bool
+) -> None:
+    """Refuses a workdir whose config.json belongs to a run with another config (see
+    config.check_resumable), and rewrites config.json when resumable keys changed."""
+    if not (workdir / checkpoints.CONFIG_FILE).exists():
+        return
+    saved = checkpoints.read_config_dict(workdir)
+    changed = config_lib.check_resumable(saved, config, allow_change=allow_config_change)
+    if changed and parallel.is_main_process():
+        checkpoints.write_config(workdir, config)  # e.g. a longer num_steps
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, allow_config_change: bool = False
+) -> TrainState:
+    """Trains `config` in `workdir`, resuming from its latest intact checkpoint.
+
+    A workdir that holds a run with another config is refused (naming the keys that differ)
+    unless `allow_config_change`. Returns the final train state (at num_steps, or at the step
+    where SIGTERM / SIGINT stopped the run). Raises TrainingDivergedError after
+    config.train.max_consecutive_skips skipped updates in a row."""
     config_lib.validate(config)
     workdir = Path(workdir)
+    mesh = parallel.make_mesh()
+    parallel.check_divisible("train.batch_size", config.train.batch_size, mesh)
+    parallel.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
+    _check_workdir(workdir, config, allow_config_change)
     image_shape = data.image_shape(config.dataset)
     manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
     latest = manager.latest_step()
-    if latest is not None and config_lib.check_resumable(
-        checkpoints.read_config_dict(workdir), config
-    ):
-        checkpoints.write_config(workdir, config)  # e.g. a longer num_steps
     # Opening the data before anything compiles: missing data fails in seconds, not minutes.
     batches = data.train_batches(config, start_step=latest or 0)
     eval_data = data.eval_batches(config)
 
-    model = make_model(config.model, image_shape)
+    model = make_model(config.model, image_shape, config.train.compute_dtype)
     optimizer = make_optimizer(config.train)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
-    state = create_train_state(model, optimizer, image_shape, init_key)
-    if latest is not None:
-        state = checkpoints.restore(manager, latest, state)
-        logging.info("Resumed from checkpoint at step %d in %s", latest, workdir)
+    state = create_train_state(model, optimizer, image_shape, init_key, mesh)
+    restored = checkpoints.restore_latest(manager, state)
+    if restored is not None:
+        state, restored_step = restored
+        logging.info("Resumed from checkpoint at step %d in %s", restored_step, workdir)
+        if restored_step != latest:  # newer checkpoints are damaged: start from restored_step
+            if parallel.is_main_process():
+                damaged = [step for step in manager.all_steps() if step > restored_step]
+                checkpoints.set_aside(workdir, damaged)
+            manager.reload()
+            batches = data.train_batches(config, start_step=restored_step)
     num_steps = config.train.num_steps
     if int(state.step) >= num_steps:
         logging.info(
@@ -190,20 +286,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         )
         manager.close()
         return state
-    if latest is None:
+    logging.info(
+        "Data parallel over %d %s device(s) in %d process(es): %d examples per device per step",
+        mesh.size,
+        mesh.devices.flat[0].platform,
+        jax.process_count(),
+        config.train.batch_size // mesh.size,
+    )
+    main_process = parallel.is_main_process()
+    if main_process and restored is None:
         checkpoints.write_config(workdir, config)
 
-    train_step = make_train_step(model, optimizer, config.objective)
-    eval_step = make_eval_step(model)
+    train_step = make_train_step(model, optimizer, config, mesh)
+    eval_step = make_eval_step(model, mesh)
     reconstruct, sample = make_figure_fns(model)
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir) if main_process else None
 
     def evaluate_and_draw(step: int) -> None:
-        metrics = evaluate(eval_step, state.params, eval_data, eval_key)
+        # Every process computes (the arrays span all of them); process 0 writes.
+        metrics = evaluate(
+            eval_step, state.params, eval_data, eval_key, mesh, config.eval.batch_size
+        )
         if config.model.likelihood == "discretized_logistic":  # a likelihood of 8-bit data
             metrics["test/bits_per_dim"] = O.bits_per_dim(-metrics["test/elbo"], image_shape)
-        writer.write_scalars(step, metrics)
-        logging.info("step %d | %s", step, " | ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
         inputs = next(iter(eval_data))["image"][: config.eval.num_figures]
         grids = {
             "reconstructions": figures.reconstruction_grid(
@@ -213,46 +318,90 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 np.asarray(sample(state.params, eval_key, config.eval.num_figures)), columns=8
             ),
         }
+        if not main_process:
+            return
+        writer.write_scalars(step, metrics)
+        logging.info("step %d | %s", step, " | ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
         writer.write_images(step, grids)
         for name, grid in grids.items():
             figures.save_png(grid, workdir / "figures" / f"step_{step:07d}_{name}.png")
 
+    def log_interval(step: int, means: dict[str, float], seconds: float, steps: int) -> None:
+        means["images_per_s"] = steps * config.train.batch_size / seconds
+        if not main_process:
+            return
+        writer.write_scalars(step, means)
+        logging.info(
+            "step %d/%d | loss %.2f | elbo %.2f | rate %.2f | distortion %.2f | grad_norm %.2f"
+            " | skipped %d | %.0f img/s | ETA %s",
+            step,
+            num_steps,
+            means["loss"],
+            means["elbo"],
+            means["rate"],
+            means["distortion"],
+            means["grad_norm"],
+            round(means["skipped"] * steps),
+            means["images_per_s"],
+            _format_duration((num_steps - step) * seconds / steps),
+        )
+
+    train_inputs = parallel.prefetch_to_mesh(({"image": b["image"]} for b in batches), mesh)
     step = first_step = int(state.step)  # host copy: the loop waits on the device only to log
+    last_saved = first_step
+    consecutive_skips = 0
     pending_metrics = []
     interval_start, interval_first_step = time.perf_counter(), step
-    while step < num_steps:
-        state, metrics = train_step(state, {"image": next(batches)["image"]}, train_key)
-        step += 1
-        pending_metrics.append(metrics)
-        if step % config.train.log_every == 0 or step == num_steps:
-            means = _mean_metrics(pending_metrics)
-            elapsed = time.perf_counter() - interval_start
-            means["images_per_s"] = (step - interval_first_step) * config.train.batch_size / elapsed
-            eta = (num_steps - step) * elapsed / (step - interval_first_step)
-            writer.write_scalars(step, means)
-            logging.info(
-                "step %d/%d | loss %.2f | elbo %.2f | rate %.2f | distortion %.2f | grad_norm %.2f"
-                " | %.0f img/s | ETA %s",
-                step,
-                num_steps,
-                means["loss"],
-                means["elbo"],
-                means["rate"],
-                means["distortion"],
-                means["grad_norm"],
-                means["images_per_s"],
-                _format_duration(eta),
-            )
-            pending_metrics = []
-        if step % config.train.eval_every == 0 or step == num_steps:
-            evaluate_and_draw(step)
-        if step % config.train.checkpoint_every == 0 or step == num_steps:
+    with _stop_requests() as stop_requests:
+        while step < num_steps and not stop_requests:
+            state, metrics = train_step(state, next(train_inputs), train_key)
+            step += 1
+            pending_metrics.append(metrics)
+            if step % config.train.log_every == 0 or step == num_steps:
+                skipped = np.asarray(jax.device_get([m["skipped"] for m in pending_metrics]))
+                consecutive_skips = _consecutive_skips(consecutive_skips, skipped)
+                means = _mean_metrics(pending_metrics)
+                seconds = time.perf_counter() - interval_start
+                log_interval(step, means, seconds, step - interval_first_step)
+                pending_metrics = []
+                if consecutive_skips >= config.train.max_consecutive_skips:
+                    manager.wait_until_finished()
+                    raise TrainingDivergedError(
+                        f"the last {consecutive_skips} updates (up to step {step}) were skipped "
+                        "for a non-finite loss or gradient (or one above train.skip_grad_norm), "
+                        f"reaching train.max_consecutive_skips="
+                        f"{config.train.max_consecutive_skips}. The last good checkpoint is "
+                        f"step {manager.latest_step()} in {manager.directory}: lower "
+                        "train.learning_rate or set train.grad_clip_norm, and resume from it "
+                        "with --allow_config_change"
+                    )
+            if step % config.train.eval_every == 0 or step == num_steps:
+                evaluate_and_draw(step)
+            if step % config.train.checkpoint_every == 0 or step == num_steps:
+                checkpoints.save(manager, step, state)
+                last_saved = step
+            if step == first_step + 1:  # the first step compiles: time from its end
+                jax.block_until_ready(metrics)
+            if not pending_metrics or step == first_step + 1:  # leave eval, saving, compiling out
+                interval_start, interval_first_step = time.perf_counter(), step
+        if stop_requests and last_saved != step:
             checkpoints.save(manager, step, state)
-        if step == first_step + 1:  # the first step compiles: time from its end
-            jax.block_until_ready(metrics)
-        if not pending_metrics or step == first_step + 1:  # leave eval, saving, compiling out
-            interval_start, interval_first_step = time.perf_counter(), step
-    manager.wait_until_finished()
+        manager.wait_until_finished()
+    if stop_requests:
+        logging.info(
+            "Stopped by %s at step %d; checkpoint saved in %s. Run the same command to resume.",
+            stop_requests[0],
+            step,
+            manager.directory,
+        )
     manager.close()
-    writer.close()
+    if writer is not None:
+        writer.close()
     return state
+
+
+def _consecutive_skips(before: int, skipped: np.ndarray) -> int:
+    """Skipped updates in a row at the end of an interval, given `before` in a row at its start
+    and its per-step skip flags [steps]."""
+    applied = np.flatnonzero(skipped == 0)
+    return before + len(skipped) if len(applied) == 0 else len(skipped) - 1 - applied[-1]

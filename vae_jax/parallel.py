@@ -1,0 +1,94 @@
+"""Data parallelism on any number of devices and processes with `jax.sharding`.
+
+One 1-D Mesh over every device, with a "data" axis: batches are split along it, parameters and
+optimizer state are replicated, and a single `jax.jit` step runs on all of it (XLA inserts the
+gradient all-reduce). One CPU, eight GPUs and a TPU pod run the same code; with several
+processes (multi-host) each feeds the rows of its own devices.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from vae_jax.config import ConfigError
+from vae_jax.data.types import Batch
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A Mesh with one "data" axis over `devices` (default: every device of every process)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device (parameters, optimizer state, keys, metrics)."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over the devices."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_divisible(key: str, batch_size: int, mesh: Mesh) -> None:
+    """Raises ConfigError naming `key` unless batch_size splits evenly over the mesh's devices."""
+    if batch_size % mesh.size:
+        raise ConfigError(
+            f"{key}={batch_size} must be a multiple of the device count {mesh.size} "
+            f"({mesh.devices.flat[0].platform} devices over {jax.process_count()} process(es)); "
+            f"e.g. {key}={max(1, round(batch_size / mesh.size)) * mesh.size}"
+        )
+
+
+def put_process_batch(batch: Batch, mesh: Mesh) -> dict[str, jax.Array]:
+    """This process's rows [B / process_count, ...] -> global arrays [B, ...] split over the mesh.
+
+    Starts the host-to-device copies and returns without waiting for them."""
+    sharding = batch_sharded(mesh)
+    return {
+        name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+        for name, value in batch.items()
+    }
+
+
+def put_global_batch(batch: Batch, mesh: Mesh) -> dict[str, jax.Array]:
+    """A batch that every process holds whole [B, ...] -> global arrays split over the mesh."""
+    sharding = batch_sharded(mesh)
+    return {
+        name: jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
+        for name, value in batch.items()
+    }
+
+
+def prefetch_to_mesh(batches: Iterator[Batch], mesh: Mesh, size: int = 2) -> Iterator[dict]:
+    """Yields put_process_batch of each batch, keeping `size` batches in flight on the devices, so
+    the next batch is copied while the current step runs."""
+    queue = collections.deque()
+    for batch in batches:
+        queue.append(put_process_batch(batch, mesh))
+        if len(queue) > size:
+            yield queue.popleft()
+    yield from queue
+
+
+def pad_to(batch: Batch, batch_size: int) -> tuple[Batch, np.ndarray]:
+    """Zero-pads every array of a (last, smaller) batch to `batch_size` rows.
+
+    Returns (padded batch, mask [batch_size] float32: 1 for real rows, 0 for padding)."""
+    count = len(next(iter(batch.values())))
+    padded = {
+        name: np.pad(value, [(0, batch_size - count)] + [(0, 0)] * (value.ndim - 1))
+        for name, value in batch.items()
+    }
+    return padded, (np.arange(batch_size) < count).astype(np.float32)
+
+
+def is_main_process() -> bool:
+    """Only process 0 writes logs, metrics, figures and config files."""
+    return jax.process_index() == 0
