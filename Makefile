@@ -19,6 +19,10 @@ test: $(STAMP)
 	$(PYTHON) -m pytest
 
 bench: $(STAMP)
+	$(PYTHON) benchmarks/train_throughput.py --config=experiments/celeba.py
+	$(PYTHON) benchmarks/train_throughput.py --config=experiments/celeba.py --batch_size=144
+	$(PYTHON) benchmarks/train_throughput.py --config=experiments/shapes.py
+	$(PYTHON) benchmarks/eval_throughput.py --config=experiments/celeba.py
 	$(PYTHON) benchmarks/input_pipeline.py
 	$(PYTHON) benchmarks/upsampling.py
 

@@ -112,3 +112,25 @@ def test_apply_is_pure():
     np.testing.assert_array_equal(
         np.asarray(first.likelihood.mean()), np.asarray(second.likelihood.mean())
     )
+
+
+@pytest.mark.parametrize("kind", ["conv", "mlp"])
+def test_bfloat16_compute_keeps_float32_params_posterior_and_likelihood(kind):
+    config = tiny_model_config(kind=kind, likelihood="discretized_logistic")
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)) / 255.0, jnp.float32)
+    key = jax.random.key(0)
+    model_f32 = make_model(config, (16, 16, 3))
+    model_bf16 = make_model(config, (16, 16, 3), "bfloat16")
+    params = model_f32.init(key, x, key)
+    assert jax.tree.structure(model_bf16.init(key, x, key)) == jax.tree.structure(params)
+    out_f32, out_bf16 = model_f32.apply(params, x, key), model_bf16.apply(params, x, key)
+
+    for leaf in jax.tree.leaves((out_bf16.posterior, out_bf16.likelihood, out_bf16.z)):
+        assert leaf.dtype == jnp.float32
+    grads = jax.grad(lambda p: -model_bf16.apply(p, x, key).likelihood.log_prob(x).sum())(params)
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
+    # bfloat16 keeps 8 significant bits: relative error about 2^-8 per op.
+    np.testing.assert_allclose(out_bf16.posterior.mean, out_f32.posterior.mean, atol=0.05)
+    log_p_f32 = out_f32.likelihood.log_prob(x)
+    np.testing.assert_allclose(out_bf16.likelihood.log_prob(x), log_p_f32, rtol=0.02)
+    assert not np.array_equal(out_bf16.posterior.mean, out_f32.posterior.mean)  # it did use bf16
