@@ -13,9 +13,10 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
 from experiments import shapes
-from vae_jax import train
+from vae_jax import checkpoints, data, parallel, train
 from vae_jax.config import ConfigError, validate
 from vae_jax.metrics import read_metrics
+from vae_jax.models import make_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,13 +140,116 @@ def test_misspelled_config_key_fails_naming_it(tmp_path):
     assert not (tmp_path / "config.json").exists()
 
 
-def test_resuming_with_a_different_config_is_refused_naming_the_keys(tmp_path):
+def test_resuming_with_a_different_config_is_refused_unless_allowed(tmp_path):
     config = tiny_config(num_steps=4, eval_every=4, checkpoint_every=4)
     train.train_and_evaluate(config, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     config.objective.beta = 8.0
-    with pytest.raises(ConfigError, match=r"objective.beta: 4.0 -> 8.0"):
+    config.train.num_steps = 6
+    with pytest.raises(ConfigError, match=r"objective.beta: 4.0 -> 8.0.*--allow_config_change"):
         train.train_and_evaluate(config, tmp_path)
-    assert json.loads((tmp_path / "config.json").read_text())["objective"]["beta"] == 4.0
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["4"]
+
+    assert int(train.train_and_evaluate(config, tmp_path, allow_config_change=True).step) == 6
+    assert json.loads((tmp_path / "config.json").read_text())["objective"]["beta"] == 8.0
+
+
+def test_a_workdir_with_another_runs_config_but_no_checkpoint_is_refused(tmp_path):
+    config = tiny_config(num_steps=4)
+    checkpoints.write_config(tmp_path, config)  # e.g. a run killed before its first checkpoint
+    config.model.latent_dim = 7
+    with pytest.raises(ConfigError, match=r"model.latent_dim: 4 -> 7"):
+        train.train_and_evaluate(config, tmp_path)
+
+
+def params_of(state: train.TrainState) -> list[np.ndarray]:
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(state.params)]
+
+
+def one_step(config, images: np.ndarray):
+    """(params before, state after, metrics) of one train step on `images` [B, 64, 64, 1]."""
+    mesh = parallel.make_mesh()
+    model = make_model(config.model, (64, 64, 1))
+    optimizer = train.make_optimizer(config.train)
+    state = train.create_train_state(model, optimizer, (64, 64, 1), jax.random.key(0), mesh)
+    before = params_of(state)
+    step = train.make_train_step(model, optimizer, config, mesh)
+    state, metrics = step(
+        state, parallel.put_process_batch({"image": images}, mesh), jax.random.key(1)
+    )
+    return before, state, jax.device_get(metrics)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_a_non_finite_batch_skips_the_update_but_advances_the_step(bad_value):
+    images = np.zeros((8, 64, 64, 1), np.float32)
+    images[3, 10, 10, 0] = bad_value
+    before, state, metrics = one_step(tiny_config(), images)
+    assert metrics["skipped"] == 1.0 and not np.isfinite(metrics["loss"])
+    assert int(state.step) == 1
+    for old, new in zip(before, params_of(state)):
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("skip_grad_norm, skipped", [(None, 0.0), (1e6, 0.0), (1e-3, 1.0)])
+def test_skip_grad_norm_skips_updates_with_larger_gradients(skip_grad_norm, skipped):
+    config = tiny_config(skip_grad_norm=skip_grad_norm)
+    images = (np.random.default_rng(0).random((8, 64, 64, 1)) < 0.5).astype(np.float32)
+    before, state, metrics = one_step(config, images)
+    assert metrics["grad_norm"] > 1e-3 and metrics["skipped"] == skipped
+    changed = any(not np.array_equal(old, new) for old, new in zip(before, params_of(state)))
+    assert changed == (skipped == 0.0)
+
+
+@pytest.mark.parametrize(
+    "before, flags, expected",
+    [(0, [0, 0, 1], 1), (2, [1, 1], 4), (5, [1, 0, 1, 1], 2), (3, [0], 0), (0, [1, 0, 0], 0)],
+)
+def test_consecutive_skips_counts_the_trailing_run(before, flags, expected):
+    assert train._consecutive_skips(before, np.asarray(flags, np.float32)) == expected
+
+
+def test_nan_batches_are_skipped_and_counted_and_training_goes_on(tmp_path, monkeypatch):
+    real_batches = data.train_batches
+
+    def batches_with_nans(config, start_step=0):
+        for step, batch in enumerate(real_batches(config, start_step), start=start_step):
+            if step in (2, 3, 7):
+                batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
+            yield batch
+
+    monkeypatch.setattr(data, "train_batches", batches_with_nans)
+    config = tiny_config(num_steps=10, log_every=5, eval_every=10, checkpoint_every=10)
+    state = train.train_and_evaluate(config, tmp_path)
+    assert int(state.step) == 10
+    assert all(np.all(np.isfinite(leaf)) for leaf in params_of(state))
+    skipped = [r["skipped"] * 5 for r in read_metrics(tmp_path) if "skipped" in r]
+    np.testing.assert_allclose(skipped, [2, 1])
+
+
+def test_too_many_consecutive_skips_stop_the_run_naming_the_last_checkpoint(tmp_path):
+    config = tiny_config(num_steps=8, log_every=2, eval_every=8, checkpoint_every=2)
+    train.train_and_evaluate(config, tmp_path)  # checkpoints 2 .. 8
+    config.train.update(num_steps=20, skip_grad_norm=1e-6, max_consecutive_skips=4)
+    with pytest.raises(train.TrainingDivergedError, match=r"up to step 12.* checkpoint, step 10 "):
+        train.train_and_evaluate(config, tmp_path, allow_config_change=True)
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    config = tiny_config(num_steps=10, log_every=5, eval_every=10, checkpoint_every=5)
+    straight = train.train_and_evaluate(config, tmp_path / "straight")
+    workdir = tmp_path / "damaged"
+    train.train_and_evaluate(config, workdir)
+    for data_file in (workdir / "checkpoints" / "10").rglob("d/*"):
+        data_file.write_bytes(data_file.read_bytes()[:10])  # truncated
+
+    resumed = train.train_and_evaluate(config, workdir)
+    assert int(resumed.step) == 10
+    for a, b in zip(params_of(straight), params_of(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert [p.name.split(".")[0] for p in (workdir / "checkpoints_damaged").iterdir()] == ["10"]
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["10", "5"]
 
 
 def test_training_longer_on_resume_updates_config_json(tmp_path):

@@ -370,10 +370,10 @@ def train_and_evaluate(
                         f"the last {consecutive_skips} updates (up to step {step}) were skipped "
                         "for a non-finite loss or gradient (or one above train.skip_grad_norm), "
                         f"reaching train.max_consecutive_skips="
-                        f"{config.train.max_consecutive_skips}. The last good checkpoint is "
-                        f"step {manager.latest_step()} in {manager.directory}: lower "
-                        "train.learning_rate or set train.grad_clip_norm, and resume from it "
-                        "with --allow_config_change"
+                        f"{config.train.max_consecutive_skips}. Skipped updates never reach "
+                        f"the parameters, so the last checkpoint, step {manager.latest_step()} "
+                        f"in {manager.directory}, is good: lower train.learning_rate or set "
+                        "train.grad_clip_norm, and resume from it with --allow_config_change"
                     )
             if step % config.train.eval_every == 0 or step == num_steps:
                 evaluate_and_draw(step)
