@@ -8,7 +8,8 @@
 --input=synthetic (default) feeds one random batch already on the devices, so it times the XLA
 step alone; --input=pipeline pulls every batch from the experiment's input pipeline through the
 same prefetch-to-device path as training, so the difference is the time spent outside the step.
-Prints one JSON line: devices, compile seconds (state init and train step), the median
+Prints one JSON line: devices, compile seconds (state init and train step), XLA's FLOP count
+of the step per image and the FLOP rate achieved, the median
 milliseconds per step and images/s (median over --repeats groups of --steps steps, after
 --warmup steps; each group is dispatched without waiting, as in training), and peak RSS.
 """
@@ -76,6 +77,7 @@ def main(argv):
     start = time.perf_counter()
     step = train.make_train_step(model, optimizer, config, mesh).lower(state, batch, key).compile()
     compile_seconds = time.perf_counter() - start
+    flops_per_step = step.cost_analysis().get("flops", float("nan"))  # XLA's count for the step
 
     for _ in range(FLAGS.warmup):
         state, metrics = step(state, batch, key)
@@ -105,6 +107,8 @@ def main(argv):
                 "compile_seconds": round(compile_seconds, 2),
                 "ms_per_step": round(1000 * seconds, 2),
                 "images_per_s": round(config.train.batch_size / seconds, 1),
+                "mflop_per_image": round(flops_per_step / config.train.batch_size / 1e6, 1),
+                "gflop_per_s": round(flops_per_step / seconds / 1e9, 1),
                 "final_loss": round(float(metrics["loss"]), 2),
                 "timed_steps": FLAGS.steps * FLAGS.repeats,
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -154,6 +154,9 @@ def test_kill_9_at_random_moments_then_resume_matches_an_unbroken_run(tmp_path, 
     final = train.train_and_evaluate(tiny_config(**SHORT_RUN), workdir)
     assert int(final.step) == num_steps, history
     assert max(checkpoint_steps(workdir)) == num_steps, (history, checkpoint_steps(workdir))
+    # Steps redone after a resume replace their records: one record per logged step.
+    logged = [r["step"] for r in read_metrics(workdir) if "loss" in r]
+    assert logged == list(range(5, num_steps + 1, 5)), (history, logged)
     # Saves are atomic, so no resume had a damaged checkpoint to fall back from and set aside.
     damaged = workdir / checkpoints.DAMAGED_DIR
     assert not damaged.exists(), (history, sorted(p.name for p in damaged.iterdir()))

@@ -48,3 +48,17 @@ def read_metrics(workdir: str | Path) -> list[dict[str, float]]:
     """Every record of <workdir>/metrics.jsonl, in order."""
     path = Path(workdir) / METRICS_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def drop_metrics_after(workdir: str | Path, step: int) -> None:
+    """Removes the records of steps after `step` from <workdir>/metrics.jsonl: a run resumed
+    from the checkpoint at `step` logs them again."""
+    path = Path(workdir) / METRICS_FILE
+    if not path.exists():
+        return
+    records = read_metrics(workdir)
+    kept = [record for record in records if record["step"] <= step]
+    if len(kept) < len(records):
+        temporary = path.with_suffix(".jsonl.tmp")
+        temporary.write_text("".join(json.dumps(record) + "\n" for record in kept))
+        temporary.replace(path)  # atomic: a kill leaves the old or the new file

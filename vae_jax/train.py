@@ -25,11 +25,12 @@ import numpy as np
 import optax
 from absl import logging
 from flax import struct
+from jax.experimental import multihost_utils
 
 from vae_jax import checkpoints, data, figures, parallel
 from vae_jax import config as config_lib
 from vae_jax import objectives as O
-from vae_jax.metrics import MetricsWriter
+from vae_jax.metrics import MetricsWriter, drop_metrics_after
 from vae_jax.models import VAE, make_model
 
 
@@ -214,9 +215,12 @@ def _format_duration(seconds: float) -> str:
 @contextlib.contextmanager
 def _stop_requests() -> Iterator[list[str]]:
     """Within the block SIGTERM and SIGINT do not interrupt: they append their name to the
-    yielded list, which the loop checks after each step. The previous handlers come back after."""
+    yielded list, which the loop checks after each step. The previous handlers come back after.
+
+    With several processes SIGTERM is left to JAX's preemption sync manager (see _should_stop),
+    which agrees on one step for all processes to stop at."""
     requests: list[str] = []
-    signals = (signal.SIGTERM, signal.SIGINT)
+    signals = (signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else (signal.SIGINT,)
     previous = {number: signal.getsignal(number) for number in signals}
     for number in signals:
         signal.signal(number, lambda number, frame: requests.append(signal.Signals(number).name))
@@ -225,6 +229,14 @@ def _stop_requests() -> Iterator[list[str]]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _should_stop(step: int, stop_requests: list[str]) -> bool:
+    """Whether to checkpoint and stop after `step`: a signal arrived (one process), or every
+    process reached the step that the preemption sync manager chose (several processes)."""
+    if jax.process_count() > 1 and multihost_utils.reached_preemption_sync_point(step):
+        stop_requests.append("preemption notice")
+    return bool(stop_requests)
 
 
 def _check_workdir(
@@ -296,6 +308,8 @@ def train_and_evaluate(
     main_process = parallel.is_main_process()
     if main_process and restored is None:
         checkpoints.write_config(workdir, config)
+    if main_process:  # records of steps after the checkpoint are about to be redone
+        drop_metrics_after(workdir, int(state.step))
 
     train_step = make_train_step(model, optimizer, config, mesh)
     eval_step = make_eval_step(model, mesh)
@@ -353,7 +367,7 @@ def train_and_evaluate(
     pending_metrics = []
     interval_start, interval_first_step = time.perf_counter(), step
     with _stop_requests() as stop_requests:
-        while step < num_steps and not stop_requests:
+        while step < num_steps and not _should_stop(step, stop_requests):
             state, metrics = train_step(state, next(train_inputs), train_key)
             step += 1
             pending_metrics.append(metrics)
