@@ -53,9 +53,13 @@ flags.DEFINE_bool(
     "distributed",
     False,
     "This is one of several processes (multi-host): call jax.distributed.initialize(), which "
-    "reads the process count, this process's index and the coordinator from the cluster "
-    "(SLURM, Open MPI, Kubernetes, Cloud TPU). The global batch is train.batch_size.",
+    "reads the coordinator, the process count and this process's index from the cluster "
+    "(SLURM, Open MPI, Kubernetes, Cloud TPU) unless the three flags below give them. The "
+    "global batch is train.batch_size.",
 )
+flags.DEFINE_string("coordinator_address", None, "With --distributed: host:port of process 0.")
+flags.DEFINE_integer("num_processes", None, "With --distributed: how many processes.")
+flags.DEFINE_integer("process_id", None, "With --distributed: this process's index.")
 FLAGS = flags.FLAGS
 
 
@@ -93,7 +97,7 @@ def main(argv):
     del argv
     logging.get_absl_handler().python_handler.addFilter(quiet_orbax_info)
     if FLAGS.distributed:
-        jax.distributed.initialize()
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     for_sweep = FLAGS.sweep or FLAGS.sweep_list or FLAGS.mode == "summarize"
     workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(for_sweep)
     if FLAGS.sweep_index is not None and not FLAGS.sweep:

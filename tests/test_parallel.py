@@ -3,7 +3,9 @@
 The 8-device runs are subprocesses: XLA_FLAGS must be set before JAX starts.
 """
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +57,50 @@ def test_eight_devices_give_the_loss_curve_and_test_elbo_of_one(tmp_path):
     test_one = [r for r in one if "test/elbo" in r]
     for name in ["test/elbo", "test/rate", "test/distortion"]:
         np.testing.assert_allclose(test_eight[0][name], test_one[0][name], rtol=1e-5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_with_four_devices_each_train_like_one_device(tmp_path):
+    """Multi-host on one machine: 2 processes (gloo collectives) x 4 fake CPU devices."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    address = f"localhost:{free_port()}"
+    flags = [f"--config.train.{key}={value}" for key, value in OVERRIDES.items()]
+    logs = [tmp_path / f"process{index}.log" for index in range(2)]
+    with contextlib.ExitStack() as stack:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "launch.py", "--config=experiments/shapes.py:tiny"]
+                + [f"--workdir={tmp_path / 'two'}", *flags, "--config.eval.num_examples=40"]
+                + ["--distributed", f"--coordinator_address={address}", "--num_processes=2"]
+                + [f"--process_id={index}"],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stack.enter_context(open(log, "w")),
+            )
+            for index, log in enumerate(logs)
+        ]
+        for process, log in zip(processes, logs):
+            assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+    log = logs[0]
+    assert "Data parallel over 8 cpu device(s) in 2 process(es)" in log.read_text()
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1  # process 0 only
+
+    config = shapes.get_config("tiny")
+    config.train.update(OVERRIDES)
+    config.eval.num_examples = 40
+    train.train_and_evaluate(config, tmp_path / "one")
+    two, one = read_metrics(tmp_path / "two"), read_metrics(tmp_path / "one")
+    assert [r["step"] for r in two] == [r["step"] for r in one]
+    for name in ["loss", "grad_norm", "test/elbo"]:
+        curve_two = [r[name] for r in two if name in r]
+        curve_one = [r[name] for r in one if name in r]
+        np.testing.assert_allclose(curve_two, curve_one, rtol=1e-5, err_msg=name)
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):
