@@ -1,12 +1,16 @@
 """load_run: one call from a run directory to a model ready for analysis."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
 from experiments import shapes
 from vae_jax import checkpoints, load_run, train
+from vae_jax.config import ConfigError
 from vae_jax.models import make_model
+from vae_jax.run import read_config
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +88,19 @@ def test_sampling_at_temperature_zero_decodes_the_prior_mean(trained):
     samples = np.asarray(run.sample(jax.random.key(0), 3, temperature=0.0))
     expected = np.asarray(run.decode(np.zeros((1, run.latent_dim))).mean())
     np.testing.assert_allclose(samples, np.repeat(expected, 3, axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"model": {"latnt_dim": 4}}, "latnt_dim"),
+        ({"model": {"latent_dim": "four"}}, "latent_dim"),
+    ],
+)
+def test_a_config_json_outside_the_schema_fails_naming_the_file(tmp_path, edit, message):
+    saved = shapes.get_config("tiny").to_dict()
+    for section, values in edit.items():
+        saved[section].update(values)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=rf"config.json does not fit .*{message}"):
+        read_config(tmp_path)

@@ -21,6 +21,7 @@ import ml_collections
 
 from experiments import base
 from vae_jax import checkpoints, data
+from vae_jax import config as config_lib
 from vae_jax import distributions as D
 from vae_jax import likelihoods as L
 from vae_jax.models import VAE, make_model
@@ -42,7 +43,13 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {workdir} is not a training run directory")
     config = base.get_config()
-    config.update(_tuples(checkpoints.read_config_dict(workdir)))
+    try:
+        config.update(_tuples(checkpoints.read_config_dict(workdir)))
+    except (KeyError, TypeError, ValueError) as error:  # unknown key, wrong type, bad JSON
+        raise config_lib.ConfigError(
+            f"{path} does not fit the config schema of experiments/base.py: "
+            f"{str(error).splitlines()[0][:300]}"
+        ) from error
     return config
 
 
