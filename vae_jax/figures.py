@@ -3,6 +3,7 @@ with titles and row/column labels, and the rate-distortion plot of a sweep."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +44,26 @@ def reconstruction_grid(
     return image_grid(np.concatenate(padded), columns)
 
 
+def _to_pil(grid: np.ndarray, scale: int) -> Image.Image:
+    """A [H, W, C] image in [0, 1] as an 8-bit PIL image, upscaled `scale` times (nearest)."""
+    pixels = np.rint(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
+    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+
+
 def save_png(grid: np.ndarray, path: str | Path, scale: int = 2) -> Path:
     """Writes a [H, W, C] image in [0, 1] as an 8-bit PNG, upscaled `scale` times (nearest)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.rint(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
-    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
+    _to_pil(grid, scale).save(path)
     return path
+
+
+def png_bytes(grid: np.ndarray, scale: int = 1) -> bytes:
+    """A [H, W, C] image in [0, 1] encoded as an 8-bit PNG file's bytes."""
+    buffer = io.BytesIO()
+    _to_pil(grid, scale).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def rate_distortion_plot(

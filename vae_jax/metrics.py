@@ -1,47 +1,74 @@
-"""Where training and evaluation numbers go: metrics.jsonl for machines, TensorBoard for plots."""
+"""Where training and evaluation numbers go: metrics.jsonl for machines, TensorBoard for plots.
+
+TensorBoard event files are written with TensorBoard's own record writer and protocol buffers,
+not tf.summary: importing TensorFlow takes about 8 s, which runs on the built-in data (and
+machines without TensorFlow, such as accelerator images) need not pay.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+from vae_jax import figures
 
 METRICS_FILE = "metrics.jsonl"
 
 
 class MetricsWriter:
     """Appends one JSON object per call to <workdir>/metrics.jsonl and writes the same scalars
-    (and image grids) as TensorBoard events in <workdir>."""
+    (and image grids) to a TensorBoard events file in <workdir>."""
 
     def __init__(self, workdir: str | Path):
-        # TensorFlow (8 s to import) is here only for tf.summary: loaded by the first writer, and
-        # kept off any accelerator.
-        import tensorflow as tf
-
-        tf.config.set_visible_devices([], "GPU")
-        self._tf = tf
         self._workdir = Path(workdir)
         self._workdir.mkdir(parents=True, exist_ok=True)
-        self._summary = tf.summary.create_file_writer(str(self._workdir))
+        name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}"  # TensorBoard's
+        self._events = RecordWriter(open(self._workdir / name, "wb"))  # noqa: SIM115 (closed in close)
+        self._write_event(event_pb2.Event(file_version="brain.Event:2"))
+
+    def _write_event(self, event: event_pb2.Event) -> None:
+        event.wall_time = time.time()
+        self._events.write(event.SerializeToString())
+        self._events.flush()
+
+    def _write_summary(self, step: int, values: list[summary_pb2.Summary.Value]) -> None:
+        summary = summary_pb2.Summary(value=values)
+        self._write_event(event_pb2.Event(step=int(step), summary=summary))
 
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
         record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
         with open(self._workdir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-        with self._summary.as_default(step=int(step)):
-            for name, value in scalars.items():
-                self._tf.summary.scalar(name, float(value))
+        values = [
+            summary_pb2.Summary.Value(tag=name, simple_value=float(value))
+            for name, value in scalars.items()
+        ]
+        self._write_summary(step, values)
 
     def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
         """images: name -> one [H, W, C] grid in [0, 1]."""
-        with self._summary.as_default(step=int(step)):
-            for name, image in images.items():
-                self._tf.summary.image(name, np.asarray(image)[None], max_outputs=1)
+        values = [
+            summary_pb2.Summary.Value(
+                tag=name,
+                image=summary_pb2.Summary.Image(
+                    height=image.shape[0],
+                    width=image.shape[1],
+                    colorspace=image.shape[2],
+                    encoded_image_string=figures.png_bytes(np.asarray(image)),
+                ),
+            )
+            for name, image in images.items()
+        ]
+        self._write_summary(step, values)
 
     def close(self) -> None:
-        self._summary.flush()
-        self._summary.close()
+        self._events.close()
 
 
 def read_metrics(workdir: str | Path) -> list[dict[str, float]]:
