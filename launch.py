@@ -95,6 +95,14 @@ def analyze(workdir: Path) -> None:
 
 def main(argv):
     del argv
+    try:
+        run_mode()
+    except train.StoppedBySignal as stop:  # preemption: the checkpoint is saved, exit 0
+        logging.info("Training %s", stop)
+
+
+def run_mode() -> None:
+    """Does what the flags ask: train, sweep, analyze, summarize or list."""
     logging.get_absl_handler().python_handler.addFilter(quiet_orbax_info)
     if FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

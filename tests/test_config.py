@@ -305,12 +305,15 @@ def test_resuming_may_change_resumable_keys_and_then_rewrites_config_json(key, v
     assert check_resumable(saved, set_key(shapes.get_config("tiny"), key, value)) is True
 
 
-def test_keys_the_saved_config_predates_are_ignored():
+def test_keys_the_saved_config_predates_do_not_refuse_but_get_recorded():
     saved = saved_dict(shapes.get_config("tiny"))
     del saved["train"]["compute_dtype"]
     config = shapes.get_config("tiny")
     config.train.compute_dtype = "bfloat16"
-    assert check_resumable(saved, config) is False
+    assert check_resumable(saved, config) is True  # no error; config.json is rewritten
+    assert (
+        check_resumable(saved_dict(shapes.get_config("tiny")), shapes.get_config("tiny")) is False
+    )
 
 
 def test_allow_change_resumes_with_a_warning_listing_the_changes(caplog):

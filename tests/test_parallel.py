@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from experiments import shapes
 from vae_jax import parallel, train
@@ -116,8 +115,3 @@ def test_pad_to_pads_with_zeros_and_masks_the_padding():
     assert padded["image"].shape == (8, 2, 2, 1) and padded["label"].tolist() == [0, 1, 2] + [0] * 5
     assert padded["image"][3:].sum() == 0
     np.testing.assert_array_equal(mask, [1, 1, 1, 0, 0, 0, 0, 0])
-
-
-@pytest.mark.parametrize("batch_size", [1, 7])
-def test_batch_sizes_split_over_a_one_device_mesh(batch_size):
-    parallel.check_divisible("train.batch_size", batch_size, parallel.make_mesh())

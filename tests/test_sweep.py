@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import celeba, shapes
-from vae_jax import checkpoints, sweep
+from vae_jax import checkpoints, sweep, train
 from vae_jax.sweep import SweepError, point_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,8 +128,8 @@ def fake_train_in_halves(calls, fail_first=False):
         checkpoints.write_config(workdir, config)
         step = (sweep.latest_checkpoint_step(workdir) or 0) + config.train.num_steps // 2
         (workdir / "checkpoints" / str(step)).mkdir(parents=True)
-        if fail_first and len(calls) == 1:
-            raise KeyboardInterrupt  # a job killed half way
+        if fail_first and len(calls) == 1:  # preempted half way: the sweep must stop too
+            raise train.StoppedBySignal("stopped by SIGTERM")
 
     return train_fn
 
@@ -138,8 +138,9 @@ def test_interrupted_point_resumes_and_its_wall_time_accumulates(tmp_path):
     calls = []
     train_fn = fake_train_in_halves(calls, fail_first=True)
     points = [{"seed": 0}, {"seed": 1}]
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(train.StoppedBySignal):
         sweep.run_sweep(tiny_config(), points, tmp_path, train_fn=train_fn)
+    assert calls == ["seed=0"]
     record = json.loads((tmp_path / "seed=0" / sweep.POINT_FILE).read_text())
     assert record["overrides"] == {"seed": 0} and record["wall_time_s"] > 0
     first_time = record["wall_time_s"]

@@ -22,10 +22,13 @@ class CheckpointError(RuntimeError):
 
 
 def write_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
-    """Writes the resolved config to <workdir>/config.json (what load_run reads)."""
+    """Writes the resolved config to <workdir>/config.json (what load_run reads), atomically:
+    readers and a kill see the old file or the new one."""
     path = Path(workdir) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
 
 
 def read_config_dict(workdir: str | Path) -> dict[str, Any]:
@@ -101,8 +104,9 @@ def restore_latest(manager: ocp.CheckpointManager, template: Any) -> tuple[Any, 
             reader.close()
     raise CheckpointError(
         f"no checkpoint in {manager.directory} can be restored (steps {sorted(steps)}); "
-        f"step {steps[0]} failed with {_describe(errors[0])}. "
-        "Train in a new --workdir, or move the damaged step directories away to start over."
+        f"step {steps[0]} failed with {_describe(errors[0])}. If the config's model changed "
+        "shape (--allow_config_change), the checkpoints hold another model: use a new --workdir."
+        " Otherwise they are damaged: train in a new --workdir, or move them away to start over."
     ) from errors[0]
 
 

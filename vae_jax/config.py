@@ -229,7 +229,7 @@ def check_resumable(
 
     Raises ConfigError naming each key outside RESUMABLE_KEYS that differs (old -> new), unless
     `allow_change` (--allow_config_change), which logs a warning listing them instead. Returns
-    whether any key differs at all, i.e. whether config.json needs rewriting.
+    whether config.json needs rewriting (a key differs, or the schema has keys it lacks).
     """
     old = _flatten(saved)
     new = _flatten(json.loads(json.dumps(config.to_dict())))  # tuples as JSON lists, like saved
@@ -244,4 +244,4 @@ def check_resumable(
                 "to resume this run with the new values"
             )
         logging.warning("Resuming with a changed config (--allow_config_change): %s", differences)
-    return bool(changed)
+    return bool(changed) or any(key not in old for key in new)  # new keys: record them

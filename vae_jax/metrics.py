@@ -8,6 +8,7 @@ machines without TensorFlow, such as accelerator images) need not pay.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -28,8 +29,10 @@ class MetricsWriter:
     def __init__(self, workdir: str | Path):
         self._workdir = Path(workdir)
         self._workdir.mkdir(parents=True, exist_ok=True)
-        name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}"  # TensorBoard's
-        self._events = RecordWriter(open(self._workdir / name, "wb"))  # noqa: SIM115 (closed in close)
+        # TensorBoard's naming; the pid keeps two writers in one second apart ("x": never
+        # truncate an existing file).
+        name = f"events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}"
+        self._events = RecordWriter(open(self._workdir / name, "xb"))  # noqa: SIM115 (close())
         self._write_event(event_pb2.Event(file_version="brain.Event:2"))
 
     def _write_event(self, event: event_pb2.Event) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vae_jax.config import ConfigError
@@ -87,6 +88,13 @@ def pad_to(batch: Batch, batch_size: int) -> tuple[Batch, np.ndarray]:
         for name, value in batch.items()
     }
     return padded, (np.arange(batch_size) < count).astype(np.float32)
+
+
+def wait_for_all_processes(name: str) -> None:
+    """A barrier across processes (nothing to wait for with one), e.g. after process 0 changed
+    files that the others read next."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def is_main_process() -> bool:

@@ -35,7 +35,13 @@ from vae_jax.models import VAE, make_model
 
 
 class TrainingDivergedError(RuntimeError):
-    """Too many consecutive updates were skipped for non-finite losses or gradients."""
+    """Too many consecutive updates were skipped for non-finite losses or gradients (or
+    gradient norms above train.skip_grad_norm)."""
+
+
+class StoppedBySignal(Exception):
+    """SIGTERM / SIGINT (or a multi-host preemption notice) stopped training after a checkpoint
+    at the current step: callers stop too (a sweep does not go on to its next point)."""
 
 
 @struct.dataclass
@@ -93,8 +99,9 @@ def make_train_step(
     batch split over the mesh's "data" axis and state and metrics replicated.
 
     The step's randomness is fold_in(key, state.step), so a resumed run repeats a straight run.
-    An update is skipped (params and optimizer state kept, step still advanced) when the loss or
-    a gradient is not finite, or the gradient norm exceeds config.train.skip_grad_norm;
+    An update is skipped (params and optimizer state kept, so the learning-rate schedule does
+    not advance either; the step and with it the data and PRNG key do) when the loss or a
+    gradient is not finite, or the gradient norm exceeds config.train.skip_grad_norm;
     metrics["skipped"] is then 1.
     """
     skip_grad_norm = config.train.skip_grad_norm
@@ -200,10 +207,19 @@ def evaluate(
     return {f"test/{name}": float(value / count) for name, value in totals.items()}
 
 
-def _mean_metrics(per_step: list[dict[str, jax.Array]]) -> dict[str, float]:
-    """Averages each metric over the steps of a logging interval (one device-to-host copy)."""
+def _interval_metrics(
+    per_step: list[dict[str, jax.Array]],
+) -> tuple[dict[str, float], np.ndarray]:
+    """Means of each metric over the applied (not skipped) steps of a logging interval, whose
+    losses are finite, and the per-step skip flags [steps]; one device-to-host copy."""
     stacked = jax.device_get(jax.tree.map(lambda *values: jnp.stack(values), *per_step))
-    return {name: float(np.mean(values)) for name, values in stacked.items()}
+    skipped = stacked.pop("skipped")
+    applied = skipped == 0
+    means = {
+        name: float(np.mean(values[applied])) if applied.any() else float("nan")
+        for name, values in stacked.items()
+    }
+    return means, skipped
 
 
 def _format_duration(seconds: float) -> str:
@@ -217,13 +233,20 @@ def _stop_requests() -> Iterator[list[str]]:
     """Within the block SIGTERM and SIGINT do not interrupt: they append their name to the
     yielded list, which the loop checks after each step. The previous handlers come back after.
 
-    With several processes SIGTERM is left to JAX's preemption sync manager (see _should_stop),
-    which agrees on one step for all processes to stop at."""
+    A second signal of the same kind gets the previous handler (a second Ctrl-C interrupts).
+    With several processes nothing is caught: SIGTERM is left to JAX's preemption sync manager
+    (see _should_stop), which agrees on one step for all processes to stop at, since a process
+    stopping on its own would leave the others waiting in the step's collectives."""
     requests: list[str] = []
-    signals = (signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else (signal.SIGINT,)
+    signals = (signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else ()
     previous = {number: signal.getsignal(number) for number in signals}
+
+    def request_stop(number, frame):
+        requests.append(signal.Signals(number).name)
+        signal.signal(number, previous[number])
+
     for number in signals:
-        signal.signal(number, lambda number, frame: requests.append(signal.Signals(number).name))
+        signal.signal(number, request_stop)
     try:
         yield requests
     finally:
@@ -250,6 +273,7 @@ def _check_workdir(
     changed = config_lib.check_resumable(saved, config, allow_change=allow_config_change)
     if changed and parallel.is_main_process():
         checkpoints.write_config(workdir, config)  # e.g. a longer num_steps
+    parallel.wait_for_all_processes("config.json")
 
 
 def train_and_evaluate(
@@ -258,9 +282,9 @@ def train_and_evaluate(
     """Trains `config` in `workdir`, resuming from its latest intact checkpoint.
 
     A workdir that holds a run with another config is refused (naming the keys that differ)
-    unless `allow_config_change`. Returns the final train state (at num_steps, or at the step
-    where SIGTERM / SIGINT stopped the run). Raises TrainingDivergedError after
-    config.train.max_consecutive_skips skipped updates in a row."""
+    unless `allow_config_change`. Returns the final train state. Raises StoppedBySignal after
+    SIGTERM / SIGINT stopped the run with a checkpoint at the current step, and
+    TrainingDivergedError after config.train.max_consecutive_skips skipped updates in a row."""
     config_lib.validate(config)
     workdir = Path(workdir)
     mesh = parallel.make_mesh()
@@ -286,6 +310,7 @@ def train_and_evaluate(
             if parallel.is_main_process():
                 damaged = [step for step in manager.all_steps() if step > restored_step]
                 checkpoints.set_aside(workdir, damaged)
+            parallel.wait_for_all_processes("set_aside")
             manager.reload()
             batches = data.train_batches(config, start_step=restored_step)
     num_steps = config.train.num_steps
@@ -355,9 +380,19 @@ def train_and_evaluate(
             means["rate"],
             means["distortion"],
             means["grad_norm"],
-            round(means["skipped"] * steps),
+            means["skipped_steps"],
             means["images_per_s"],
             _format_duration((num_steps - step) * seconds / steps),
+        )
+
+    def diverged_message(consecutive_skips: int, step: int) -> str:
+        return (
+            f"the last {consecutive_skips} updates (up to step {step}) were skipped for a "
+            "non-finite loss or gradient (or one above train.skip_grad_norm), reaching "
+            f"train.max_consecutive_skips={config.train.max_consecutive_skips}. Skipped updates "
+            f"never reach the parameters, so the last checkpoint, step {manager.latest_step()} in "
+            f"{manager.directory}, is good: lower train.learning_rate or set "
+            "train.grad_clip_norm, and resume from it with --allow_config_change"
         )
 
     train_inputs = parallel.prefetch_to_mesh(({"image": b["image"]} for b in batches), mesh)
@@ -366,51 +401,43 @@ def train_and_evaluate(
     consecutive_skips = 0
     pending_metrics = []
     interval_start, interval_first_step = time.perf_counter(), step
-    with _stop_requests() as stop_requests:
-        while step < num_steps and not _should_stop(step, stop_requests):
-            state, metrics = train_step(state, next(train_inputs), train_key)
-            step += 1
-            pending_metrics.append(metrics)
-            if step % config.train.log_every == 0 or step == num_steps:
-                skipped = np.asarray(jax.device_get([m["skipped"] for m in pending_metrics]))
-                consecutive_skips = _consecutive_skips(consecutive_skips, skipped)
-                means = _mean_metrics(pending_metrics)
-                seconds = time.perf_counter() - interval_start
-                log_interval(step, means, seconds, step - interval_first_step)
-                pending_metrics = []
-                if consecutive_skips >= config.train.max_consecutive_skips:
-                    manager.wait_until_finished()
-                    raise TrainingDivergedError(
-                        f"the last {consecutive_skips} updates (up to step {step}) were skipped "
-                        "for a non-finite loss or gradient (or one above train.skip_grad_norm), "
-                        f"reaching train.max_consecutive_skips="
-                        f"{config.train.max_consecutive_skips}. Skipped updates never reach "
-                        f"the parameters, so the last checkpoint, step {manager.latest_step()} "
-                        f"in {manager.directory}, is good: lower train.learning_rate or set "
-                        "train.grad_clip_norm, and resume from it with --allow_config_change"
-                    )
-            if step % config.train.eval_every == 0 or step == num_steps:
-                evaluate_and_draw(step)
-            if step % config.train.checkpoint_every == 0 or step == num_steps:
+    try:
+        with _stop_requests() as stop_requests:
+            while step < num_steps and not _should_stop(step, stop_requests):
+                state, metrics = train_step(state, next(train_inputs), train_key)
+                step += 1
+                pending_metrics.append(metrics)
+                if step % config.train.log_every == 0 or step == num_steps:
+                    means, skipped = _interval_metrics(pending_metrics)
+                    means["skipped_steps"] = int(skipped.sum())
+                    consecutive_skips = _consecutive_skips(consecutive_skips, skipped)
+                    seconds = time.perf_counter() - interval_start
+                    log_interval(step, means, seconds, step - interval_first_step)
+                    pending_metrics = []
+                    if consecutive_skips >= config.train.max_consecutive_skips:
+                        manager.wait_until_finished()
+                        raise TrainingDivergedError(diverged_message(consecutive_skips, step))
+                if step % config.train.eval_every == 0 or step == num_steps:
+                    evaluate_and_draw(step)
+                if step % config.train.checkpoint_every == 0 or step == num_steps:
+                    checkpoints.save(manager, step, state)
+                    last_saved = step
+                if step == first_step + 1:  # the first step compiles: time from its end
+                    jax.block_until_ready(metrics)
+                if not pending_metrics or step == first_step + 1:  # leave eval, saving, compiling
+                    interval_start, interval_first_step = time.perf_counter(), step
+            if stop_requests and last_saved != step:
                 checkpoints.save(manager, step, state)
-                last_saved = step
-            if step == first_step + 1:  # the first step compiles: time from its end
-                jax.block_until_ready(metrics)
-            if not pending_metrics or step == first_step + 1:  # leave eval, saving, compiling out
-                interval_start, interval_first_step = time.perf_counter(), step
-        if stop_requests and last_saved != step:
-            checkpoints.save(manager, step, state)
-        manager.wait_until_finished()
+            manager.wait_until_finished()
+    finally:
+        manager.close()
+        if writer is not None:
+            writer.close()
     if stop_requests:
-        logging.info(
-            "Stopped by %s at step %d; checkpoint saved in %s. Run the same command to resume.",
-            stop_requests[0],
-            step,
-            manager.directory,
+        raise StoppedBySignal(
+            f"stopped by {stop_requests[0]} at step {step}; checkpoint saved in "
+            f"{manager.directory}. Run the same command to resume."
         )
-    manager.close()
-    if writer is not None:
-        writer.close()
     return state
 
 
