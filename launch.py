@@ -12,6 +12,7 @@ python launch.py --mode=summarize --workdir=runs/shapes_sweep             # resu
 
 import functools
 import logging as python_logging
+import sys
 from pathlib import Path
 
 import jax
@@ -19,6 +20,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vae_jax import evaluate, sweep, train
+from vae_jax.config import ConfigError
+from vae_jax.data import DataNotFoundError
 
 config_flags.DEFINE_config_file("config", "experiments/shapes.py", "Experiment config file.")
 flags.DEFINE_string(
@@ -99,6 +102,9 @@ def main(argv):
         run_mode()
     except train.StoppedBySignal as stop:  # preemption: the checkpoint is saved, exit 0
         logging.info("Training %s", stop)
+    except (ConfigError, DataNotFoundError) as error:  # the message says what to do
+        logging.error("%s: %s", type(error).__name__, error)
+        sys.exit(1)
 
 
 def run_mode() -> None:
