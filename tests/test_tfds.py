@@ -190,6 +190,6 @@ def test_batch_larger_than_the_split_fails_when_the_pipeline_is_built(tmp_path):
     config.train.batch_size = 64
     with (
         tfds.testing.mock_data(num_examples=20),
-        pytest.raises(ValueError, match="train.batch_size=64 is larger than the 20"),
+        pytest.raises(ValueError, match="train.batch_size / process count = 64 rows is larger"),
     ):
         data.train_batches(config)

@@ -131,8 +131,8 @@ def train_batches(
     steps_per_epoch = num_examples // batch_size
     if steps_per_epoch == 0:  # checked here, before the first batch is asked for
         raise ValueError(
-            f"a batch of {batch_size} rows per process (train.batch_size / process count) is "
-            f"larger than the {num_examples} training examples this process reads"
+            f"train.batch_size / process count = {batch_size} rows is larger than the "
+            f"{num_examples} training examples this process reads"
         )
     return _epochs(
         elements,
