@@ -16,7 +16,10 @@ the square repeats every quarter turn and the ellipse every half turn.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import itertools
+import os
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -29,6 +32,9 @@ NUM_TEST = 10_000
 # The train/test split is the same for every run, whatever its seed, so that runs with different
 # seeds are evaluated on the same images.
 SPLIT_SEED = 0
+# Training batches rendered ahead in parallel: one thread renders ~24,000 images/s, an H200
+# trains the default model on ~66,000/s.
+RENDER_THREADS = min(4, os.cpu_count() or 1)
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 SCALES = np.linspace(0.5, 1.0, FACTOR_SIZES[1], dtype=np.float32)
@@ -135,21 +141,35 @@ def batch(flat_indices: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def train_batches(
-    seed: int, batch_size: int, start_step: int = 0, process: tuple[int, int] = (0, 1)
+    seed: int,
+    batch_size: int,
+    start_step: int = 0,
+    process: tuple[int, int] = (0, 1),
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless batches drawn uniformly (with replacement) from the train split.
 
     Step t's batch depends only on (seed, t), so resuming at start_step=k yields exactly
     the batches a run from step 0 would have seen from its k-th batch onward. With
     process=(index, count) only that process's contiguous block of batch_size / count rows is
-    rendered: the processes together yield the same global batch as one process.
+    rendered: the processes together yield the same global batch as one process. The next
+    RENDER_THREADS batches render in a thread pool while the current one is used (numpy releases
+    the GIL), so the renderer keeps up with an accelerator.
     """
     index, count = process
     train, _ = split(SPLIT_SEED)
-    for step in itertools.count(start_step):
+
+    def render_step(step: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([seed, step])
         rows = rng.integers(0, len(train), size=batch_size).reshape(count, -1)[index]
-        yield batch(train[rows])
+        return batch(train[rows])
+
+    with concurrent.futures.ThreadPoolExecutor(RENDER_THREADS) as pool:
+        steps = itertools.count(start_step)
+        ahead = (pool.submit(render_step, next(steps)) for _ in range(RENDER_THREADS))
+        pending = collections.deque(ahead)
+        while True:
+            yield pending.popleft().result()
+            pending.append(pool.submit(render_step, next(steps)))
 
 
 def test_batches(
