@@ -5,6 +5,7 @@ These run `launch.py` as a real subprocess (about 10 s of imports and compiling 
 are few: one kill -9 sequence, and one preemption per signal.
 """
 
+import os
 import re
 import signal
 import subprocess
@@ -21,6 +22,11 @@ from vae_jax import checkpoints, train
 from vae_jax.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
+# JAX writes compilation-cache entries in place: a process killed mid-write could leave a
+# truncated entry for the next one, so these subprocesses compile for themselves.
+WITHOUT_COMPILATION_CACHE = {
+    name: value for name, value in os.environ.items() if name != "JAX_COMPILATION_CACHE_DIR"
+}
 SHORT_RUN = dict(num_steps=40, checkpoint_every=5, log_every=5, eval_every=40)
 POLL_S = 0.01
 
@@ -45,6 +51,7 @@ def launch():
             proc = subprocess.Popen(
                 [*command, f"--workdir={workdir}", *overrides],
                 cwd=REPO,
+                env=WITHOUT_COMPILATION_CACHE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
