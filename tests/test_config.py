@@ -13,7 +13,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import celeba, cifar10, fashion_mnist, mnist, shapes
-from vae_jax.config import RESUMABLE_KEYS, SHAPES_IMAGE_SIZE, ConfigError, check_resumable, validate
+from vae_jax.config import RESUMABLE_KEYS, ConfigError, check_resumable, validate
+from vae_jax.data.shapes import IMAGE_SHAPE as SHAPES_IMAGE_SHAPE
 
 REPO = Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
@@ -175,7 +176,7 @@ def test_unknown_dataset_suggests_the_valid_choices():
     [
         (
             {"model.channels": (8,) * 7},
-            f"dataset.image_size={SHAPES_IMAGE_SIZE} is not valid: the 7 stride-2 stages",
+            f"dataset.image_size={SHAPES_IMAGE_SHAPE[0]} is not valid: the 7 stride-2 stages",
         ),
         ({"model.posterior": "full", "objective.free_bits": 0.5}, "objective.free_bits=0.5"),
         ({"dataset.name": "image_folder"}, "dataset.path=None is not valid: dataset.name="),
@@ -188,12 +189,6 @@ def test_values_that_conflict_with_another_key_fail_naming_one_of_them(changes, 
         set_key(config, key, value)
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(config)
-
-
-def test_shapes_image_size_constant_matches_the_dataset():
-    from vae_jax.data import shapes as shapes_data
-
-    assert shapes_data.IMAGE_SHAPE[:2] == (SHAPES_IMAGE_SIZE, SHAPES_IMAGE_SIZE)
 
 
 @pytest.mark.parametrize(

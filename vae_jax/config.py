@@ -9,14 +9,14 @@ import numbers
 import ml_collections
 from absl import logging
 
+from vae_jax.data import shapes
+
 MODEL_KINDS = ("conv", "mlp")
 POSTERIORS = ("diag", "full")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "discretized_logistic")
 LR_SCHEDULES = ("constant", "cosine")
 CROPS = ("center148", "nvae", "none")
 COMPUTE_DTYPES = ("float32", "bfloat16")
-# vae_jax/data/shapes.py IMAGE_SHAPE; not imported from there, as vae_jax.data imports TensorFlow.
-SHAPES_IMAGE_SIZE = 64
 
 
 class ConfigError(ValueError):
@@ -177,12 +177,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"the {stages} stride-2 stages of model.channels need a multiple of {2**stages}",
         )
     if config.dataset.name == "shapes":
+        size = shapes.IMAGE_SHAPE[0]
         _require(
-            config.dataset.image_size == SHAPES_IMAGE_SIZE,
+            config.dataset.image_size == size,
             "dataset.image_size",
             config.dataset.image_size,
-            f"the shapes images are {SHAPES_IMAGE_SIZE}x{SHAPES_IMAGE_SIZE}; leave it at "
-            f"{SHAPES_IMAGE_SIZE} (it sets the size of image_folder and TFDS images)",
+            f"the shapes images are {size}x{size}; leave it at {size} (it sets the size of "
+            "image_folder and TFDS images)",
         )
     if config.objective.free_bits > 0:
         _require(

@@ -22,9 +22,9 @@ from vae_jax.data.types import Batch
 DATA_AXIS = "data"
 
 
-def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A Mesh with one "data" axis over `devices` (default: every device of every process)."""
-    return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
+def make_mesh() -> Mesh:
+    """A Mesh with one "data" axis over every device of every process."""
+    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
