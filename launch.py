@@ -19,8 +19,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vae_jax import evaluate, sweep, train
-from vae_jax.config import ConfigError
+from vae_jax import evaluation, preemption, results, sweep, train
+from vae_jax.config import CONFIG_FILE, ConfigError
 from vae_jax.data import DataNotFoundError
 
 config_flags.DEFINE_config_file("config", "experiments/shapes.py", "Experiment config file.")
@@ -85,22 +85,22 @@ def quiet_orbax_info(record) -> bool:
 def analyze(workdir: Path) -> None:
     """Evaluates one run, or every finished point of a sweep directory and then summarizes."""
     overrides = FLAGS["config"].override_values  # --config.eval.* given on the command line
-    runs = [workdir] if (workdir / "config.json").is_file() else sweep.finished_points(workdir)
+    runs = [workdir] if (workdir / CONFIG_FILE).is_file() else results.finished_points(workdir)
     if not runs:
         raise app.UsageError(f"{workdir} holds neither a run (config.json) nor finished points")
     for run_dir in runs:
-        results = evaluate.analyze(run_dir, eval_overrides=overrides)
-        print(f"\n{run_dir} (step {results['step']}):")
-        print(evaluate.format_table(results))
+        evaluated = evaluation.analyze(run_dir, eval_overrides=overrides)
+        print(f"\n{run_dir} (step {evaluated['step']}):")
+        print(evaluation.format_table(evaluated))
     if runs != [workdir]:
-        print(sweep.summarize(workdir).markdown_path.read_text())
+        print(results.summarize(workdir).markdown_path.read_text())
 
 
 def main(argv):
     del argv
     try:
         run_mode()
-    except train.StoppedBySignal as stop:  # preemption: the checkpoint is saved, exit 0
+    except preemption.StoppedBySignal as stop:  # preemption: the checkpoint is saved, exit 0
         logging.info("Training %s", stop)
     except (ConfigError, DataNotFoundError) as error:  # the message says what to do
         logging.error("%s: %s", type(error).__name__, error)
@@ -123,7 +123,7 @@ def run_mode() -> None:
     if FLAGS.mode == "analyze":
         analyze(workdir)
     elif FLAGS.mode == "summarize":
-        summary = sweep.summarize(workdir)
+        summary = results.summarize(workdir)
         print(summary.markdown_path.read_text())
         logging.info(
             "Wrote %s, %s and %s",

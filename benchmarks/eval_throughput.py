@@ -1,10 +1,10 @@
-"""Throughput of the IWAE-K evaluation of `--mode=analyze` (evaluate.iwae_nll) on this machine.
+"""Throughput of the IWAE-K evaluation of `--mode=analyze` (likelihood.iwae_nll) on this machine.
 
     python benchmarks/eval_throughput.py --config=experiments/celeba.py
     python benchmarks/eval_throughput.py --config=experiments/shapes.py --iwae_samples=100
 
 A freshly initialised model of the experiment bounds random images with K = --iwae_samples
-importance samples, config.eval.iwae_chunk at a time, in calls of evaluate.IWAE_IMAGES_PER_CALL
+importance samples, config.eval.iwae_chunk at a time, in calls of likelihood.IWAE_IMAGES_PER_CALL
 decoded images as --mode=analyze makes them. Prints one JSON line: the first call's seconds (it
 compiles), the median seconds per call over --repeats calls, images/s and decoded samples/s
 (images x K), and peak RSS.
@@ -21,7 +21,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from vae_jax import config as config_lib
-from vae_jax import data, evaluate
+from vae_jax import data
+from vae_jax.evaluation import likelihood
 from vae_jax.models import make_model
 
 config_flags.DEFINE_config_file("config", "experiments/shapes.py", "Experiment config file.")
@@ -40,15 +41,15 @@ def main(argv):
     model = make_model(config.model, image_shape)
     key = jax.random.key(config.seed)
     params = jax.jit(model.init)(key, np.zeros((1,) + image_shape, np.float32), key)
-    num_images = max(1, evaluate.IWAE_IMAGES_PER_CALL // config.eval.iwae_chunk)
+    num_images = max(1, likelihood.IWAE_IMAGES_PER_CALL // config.eval.iwae_chunk)
     images = np.random.default_rng(0).integers(0, 256, (num_images,) + image_shape) / 255
     images = images.astype(np.float32)
-    log_weights_fn = evaluate.make_log_weights_fn(model)
+    terms_fn = likelihood.make_log_weight_terms_fn(model)
     k, chunk = config.eval.iwae_samples, config.eval.iwae_chunk
 
     def timed_call() -> float:
         start = time.perf_counter()
-        evaluate.iwae_bound_chunked(log_weights_fn, params, images, key, k, chunk)  # numpy
+        likelihood.iwae_bound_chunked(terms_fn, params, images, key, k, chunk)  # numpy
         return time.perf_counter() - start
 
     first_seconds = timed_call()

@@ -6,7 +6,7 @@
 The stack is [B, 4, 4, 256] -> 8x8x128 -> 16x16x64 -> 32x32x32 -> [B, 64, 64, 3], LeakyReLU
 between stages. Variants:
     conv_transpose             nn.ConvTranspose(f, (k, k), strides=2, padding="SAME")
-    upsample2x                 vae_jax.layers.Upsample2x(f, k)
+    upsample2x                 vae_jax.models.layers.Upsample2x(f, k)
     upsample2x_lax_forward     the same custom VJP with lax.conv_transpose as forward
     resize_conv                nearest resize x2, then nn.Conv(f, (3, 3))
 A train step is jit(value_and_grad(sum(decoder(z)))) with respect to params and z; a forward
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from vae_jax import layers
+from vae_jax.models import layers
 
 INPUT_SHAPE = (4, 4, 256)
 FEATURES = (128, 64, 32, 3)

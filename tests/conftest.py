@@ -1,5 +1,10 @@
 """One persistent XLA compilation cache for the whole test session, shared with the launch.py
-subprocesses that tests start: the same tiny models compile once, not once per test."""
+subprocesses that tests start: the same tiny models compile once, not once per test.
+
+With JAX_COMPILATION_CACHE_DIR set, that directory is used and kept, so a repeated run (the
+`pytest -m "not slow"` inner loop) compiles almost nothing; otherwise a temporary one is made and
+removed at the end.
+"""
 
 import os
 import shutil
@@ -7,7 +12,10 @@ import tempfile
 
 import jax
 
-_CACHE_DIR = tempfile.mkdtemp(prefix="vae_jax_xla_cache_")
+_KEEP_CACHE = bool(os.environ.get("JAX_COMPILATION_CACHE_DIR"))
+_CACHE_DIR = os.environ.get("JAX_COMPILATION_CACHE_DIR") or tempfile.mkdtemp(
+    prefix="vae_jax_xla_cache_"
+)
 
 
 def pytest_configure(config):
@@ -21,4 +29,5 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     del config
-    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+    if not _KEEP_CACHE:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)

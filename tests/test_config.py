@@ -240,6 +240,7 @@ def test_bad_command_line_overrides_fail_naming_the_key(override):
         validate(config)
 
 
+@pytest.mark.slow
 def test_validation_does_not_import_tensorflow():
     code = (
         "import sys\n"
@@ -255,7 +256,7 @@ def test_validation_does_not_import_tensorflow():
 
 
 def saved_dict(config: ml_collections.ConfigDict) -> dict:
-    """What checkpoints.write_config stores in config.json and read_config_dict gives back."""
+    """What config.write_config stores in config.json and read_config_dict gives back."""
     return json.loads(json.dumps(config.to_dict()))
 
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from vae_jax import disentanglement as dis
 from vae_jax.data.shapes import FACTOR_SIZES
+from vae_jax.evaluation import disentanglement as dis
 
 SIZES = np.array(FACTOR_SIZES)
 

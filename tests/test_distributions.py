@@ -168,6 +168,7 @@ def test_sample_is_reparameterised():
     np.testing.assert_allclose(np.asarray(jax.grad(mean_of_sum)(jnp.zeros(3))), np.ones(3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("log_var", [-20.0, -5.0, 0.0, 5.0, 20.0])
 def test_kl_gradients_are_finite_over_log_var_range(log_var):
     prior = D.standard_normal(4)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from vae_jax import layers
+from vae_jax.models import layers
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -148,6 +148,7 @@ def test_upsample2x_computes_in_bfloat16_with_float32_params():
     assert_close(y, want, 2e-2, "Upsample2x in bfloat16 vs float32 reference")
 
 
+@pytest.mark.slow
 def test_upsample2x_init_keeps_unit_variance_away_from_the_border():
     """Kernel init is LeCun normal over an output pixel's fan-in, kh·kw·Cin/4."""
     x = jax.random.normal(jax.random.key(1), (8, 16, 16, 64))

@@ -33,6 +33,7 @@ def apply(model, x):
     return params, model.apply(params, x, key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["conv", "mlp"])
 @pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3), (128, 128, 1)])
 def test_output_shapes_for_every_image_size(kind, image_shape):
@@ -44,6 +45,7 @@ def test_output_shapes_for_every_image_size(kind, image_shape):
     assert out.likelihood.mean().shape == (2,) + image_shape
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("likelihood", sorted(LIKELIHOOD_TYPES))
 @pytest.mark.parametrize("kind", ["conv", "mlp"])
 def test_decoder_returns_the_configured_likelihood_with_finite_log_prob(likelihood, kind):
@@ -59,12 +61,14 @@ def test_decoder_returns_the_configured_likelihood_with_finite_log_prob(likeliho
     assert has_scale_param == (likelihood == "gaussian_learned")
 
 
+@pytest.mark.slow
 def test_fixed_gaussian_scale_comes_from_config():
     model = make_model(tiny_model_config(likelihood="gaussian", gaussian_scale=0.25), (8, 8, 1))
     _, out = apply(model, jnp.zeros((1, 8, 8, 1)))
     np.testing.assert_allclose(np.exp(np.asarray(out.likelihood.log_scale)), 0.25, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_full_posterior_has_lower_triangular_factor_with_positive_diagonal():
     model = make_model(tiny_model_config(posterior="full", latent_dim=4), (16, 16, 1))
     x = jnp.asarray(np.random.default_rng(1).uniform(size=(5, 16, 16, 1)), jnp.float32)
@@ -77,6 +81,7 @@ def test_full_posterior_has_lower_triangular_factor_with_positive_diagonal():
     assert np.all(np.isfinite(np.asarray(D.kl_divergence(out.posterior, D.standard_normal(4)))))
 
 
+@pytest.mark.slow
 def test_encoder_log_variance_is_clipped_to_documented_range():
     model = make_model(tiny_model_config(), (8, 8, 1))
     x = jnp.ones((1, 8, 8, 1))
@@ -89,6 +94,7 @@ def test_encoder_log_variance_is_clipped_to_documented_range():
     assert np.any(np.abs(log_var) == LOG_VAR_RANGE[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["conv", "mlp"])
 def test_leading_sample_axes_pass_through_encode_and_decode(kind):
     model = make_model(tiny_model_config(kind=kind), (16, 16, 1))
@@ -103,6 +109,7 @@ def test_leading_sample_axes_pass_through_encode_and_decode(kind):
     assert posterior.mean.shape == (2, 3, 3)
 
 
+@pytest.mark.slow
 def test_apply_is_pure():
     model = make_model(tiny_model_config(), (16, 16, 1))
     x = jnp.asarray(np.random.default_rng(4).uniform(size=(2, 16, 16, 1)), jnp.float32)
@@ -114,6 +121,7 @@ def test_apply_is_pure():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["conv", "mlp"])
 def test_bfloat16_compute_keeps_float32_params_posterior_and_likelihood(kind):
     config = tiny_model_config(kind=kind, likelihood="discretized_logistic")

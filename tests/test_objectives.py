@@ -55,6 +55,7 @@ def decode(w, b, noise_std, z):
     return L.Gaussian(loc, jnp.log(noise_std))
 
 
+@pytest.mark.slow
 def test_elbo_equals_log_evidence_at_exact_posterior_of_linear_gaussian_model():
     """E_q[log p(x|z)] − KL(q||p) = log p(x) when q is the exact posterior (Monte Carlo, 4 SE)."""
     rng = np.random.default_rng(0)
@@ -152,6 +153,7 @@ def test_iwae_matches_float64_logmeanexp_without_underflow():
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_iwae_at_exact_posterior_equals_log_evidence_for_every_k():
     """With q = p(z|x) every importance weight equals p(x), so the bound is tight for any K."""
     rng = np.random.default_rng(4)
@@ -167,6 +169,7 @@ def test_iwae_at_exact_posterior_equals_log_evidence_for_every_k():
     np.testing.assert_allclose(bound, log_evidence(w, b, noise_std, x), rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_iwae_with_prior_proposal_converges_to_log_evidence_from_below():
     rng = np.random.default_rng(5)
     w, b, noise_std = linear_gaussian_model(rng, data_dim=2, latent_dim=1, noise_std=1.0)

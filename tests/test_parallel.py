@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments import shapes
 from vae_jax import parallel, train
-from vae_jax.metrics import read_metrics
+from vae_jax.writers import read_metrics
+
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 REPO = Path(__file__).resolve().parents[1]
 EIGHT_CPU_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}

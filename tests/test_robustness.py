@@ -19,7 +19,9 @@ import pytest
 
 from experiments import shapes
 from vae_jax import checkpoints, train
-from vae_jax.metrics import read_metrics
+from vae_jax.writers import read_metrics
+
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 REPO = Path(__file__).resolve().parents[1]
 # JAX writes compilation-cache entries in place: a process killed mid-write could leave a

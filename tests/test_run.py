@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from experiments import shapes
-from vae_jax import checkpoints, load_run, train
-from vae_jax.config import ConfigError
+from vae_jax import config as config_lib
+from vae_jax import load_run, train
+from vae_jax.config import ConfigError, read_config
 from vae_jax.models import make_model
-from vae_jax.run import read_config
+
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_load_run_without_checkpoints_lists_what_the_directory_holds(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a training run directory"):
         load_run(tmp_path)
     train_config = shapes.get_config("tiny")
-    checkpoints.write_config(tmp_path, train_config)
+    config_lib.write_config(tmp_path, train_config)
     with pytest.raises(
         FileNotFoundError, match=r"has no checkpoints; it contains: \['config.json'"
     ):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from experiments import celeba, shapes
-from vae_jax import checkpoints, sweep, train
+from vae_jax import checkpoints, preemption, results, sweep
+from vae_jax import config as config_lib
 from vae_jax.sweep import SweepError, point_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,9 @@ def test_config_file_without_get_sweep_fails_naming_it():
 
 def test_apply_overrides_converts_types_and_leaves_the_base_config_alone():
     base = tiny_config()
-    point = sweep.apply_overrides(base, {"objective.beta": 4, "model.latent_dim": 2, "seed": 3})
+    point = config_lib.apply_overrides(
+        base, {"objective.beta": 4, "model.latent_dim": 2, "seed": 3}
+    )
     assert (point.objective.beta, point.model.latent_dim, point.seed) == (4.0, 2, 3)
     assert isinstance(point.objective.beta, float)
     assert (base.objective.beta, base.model.latent_dim, base.seed) == (4.0, 4, 0)
@@ -125,11 +128,11 @@ def fake_train_in_halves(calls, fail_first=False):
 
     def train_fn(config, workdir):
         calls.append(workdir.name)
-        checkpoints.write_config(workdir, config)
-        step = (sweep.latest_checkpoint_step(workdir) or 0) + config.train.num_steps // 2
+        config_lib.write_config(workdir, config)
+        step = (checkpoints.latest_step(workdir) or 0) + config.train.num_steps // 2
         (workdir / "checkpoints" / str(step)).mkdir(parents=True)
         if fail_first and len(calls) == 1:  # preempted half way: the sweep must stop too
-            raise train.StoppedBySignal("stopped by SIGTERM")
+            raise preemption.StoppedBySignal("stopped by SIGTERM")
 
     return train_fn
 
@@ -138,7 +141,7 @@ def test_interrupted_point_resumes_and_its_wall_time_accumulates(tmp_path):
     calls = []
     train_fn = fake_train_in_halves(calls, fail_first=True)
     points = [{"seed": 0}, {"seed": 1}]
-    with pytest.raises(train.StoppedBySignal):
+    with pytest.raises(preemption.StoppedBySignal):
         sweep.run_sweep(tiny_config(), points, tmp_path, train_fn=train_fn)
     assert calls == ["seed=0"]
     record = json.loads((tmp_path / "seed=0" / sweep.POINT_FILE).read_text())
@@ -158,6 +161,7 @@ def test_interrupted_point_resumes_and_its_wall_time_accumulates(tmp_path):
     assert calls[4:] == ["seed=0", "seed=1"]
 
 
+@pytest.mark.slow
 def test_tiny_shapes_sweep_one_point_then_all_then_nothing_and_a_summary(tmp_path):
     config = tiny_config()
     outcomes = sweep.run_sweep(config, TINY_SWEEP, tmp_path, index=2)
@@ -176,12 +180,12 @@ def test_tiny_shapes_sweep_one_point_then_all_then_nothing_and_a_summary(tmp_pat
     assert [o.trained for o in outcomes] == [False] * 4
     assert {o.name: (o.workdir / "metrics.jsonl").read_text() for o in outcomes} == metrics_before
 
-    summary = sweep.summarize(tmp_path)
+    summary = results.summarize(tmp_path)
     assert [r["name"] for r in summary.rows] == [point_name(p) for p in TINY_SWEEP]
     for row in summary.rows:
         assert row["status"] == "finished" and row["steps"] == 10, row
         np.testing.assert_allclose(
-            row["test_elbo"], -(row["test_rate"] + row["test_distortion"]), rtol=1e-5
+            row["test/elbo"], -(row["test/rate"] + row["test/distortion"]), rtol=1e-5
         )
         assert row["wall_time_s"] > 0
     with open(tmp_path / "results.csv") as f:
@@ -206,8 +210,8 @@ def fake_point(
     """A point directory as train.py, --mode=analyze (of checkpoint `eval_step`, default the
     latest) and run_sweep leave it."""
     point_dir = workdir / point_name(overrides)
-    config = sweep.apply_overrides(tiny_config(num_steps), overrides)
-    checkpoints.write_config(point_dir, config)
+    config = config_lib.apply_overrides(tiny_config(num_steps), overrides)
+    config_lib.write_config(point_dir, config)
     (point_dir / "checkpoints" / str(step)).mkdir(parents=True)
     if test is not None:
         rate, distortion = test
@@ -236,7 +240,7 @@ def test_summary_averages_seeds_reads_eval_json_and_lists_missing_and_unfinished
     fake_point(tmp_path, points[1], 10, test=(12.0, 88.0), analysis={"mig": 0.3}, wall=120.0)
     fake_point(tmp_path, points[2], 5, test=(5.0, 100.0))  # interrupted at step 5 of 10
 
-    summary = sweep.summarize(tmp_path)
+    summary = results.summarize(tmp_path)
     assert [r["status"] for r in summary.rows] == ["finished", "finished", "unfinished", "missing"]
     assert summary.incomplete == ["beta=4,seed=0", "beta=4,seed=1"]
     assert summary.rows[1]["iwae_nll"] is None and summary.rows[1]["mig"] == 0.3
@@ -244,7 +248,7 @@ def test_summary_averages_seeds_reads_eval_json_and_lists_missing_and_unfinished
     with open(tmp_path / "results.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert len(csv_rows) == 4
-    assert set(sweep.EVAL_KEYS) <= set(csv_rows[0])
+    assert set(results.EVAL_COLUMNS) <= set(csv_rows[0])
     assert csv_rows[0]["iwae_nll"] == "95.0" and csv_rows[1]["iwae_nll"] == ""
     assert csv_rows[0]["dci_disentanglement"] == "" and csv_rows[3]["status"] == "missing"
 
@@ -276,6 +280,7 @@ def test_summary_averages_seeds_reads_eval_json_and_lists_missing_and_unfinished
     assert summary.plot_path == tmp_path / "rate_distortion.png" and summary.plot_path.exists()
 
 
+@pytest.mark.slow
 def test_sweep_list_prints_every_point_with_its_index(tmp_path):
     result = subprocess.run(
         [
@@ -301,5 +306,5 @@ def test_sweep_list_prints_every_point_with_its_index(tmp_path):
 def test_summary_ignores_an_eval_json_of_an_earlier_checkpoint(tmp_path):
     point = {"objective.beta": 1, "seed": 0}
     fake_point(tmp_path, point, 10, test=(10.0, 90.0), analysis={"mig": 0.5}, eval_step=5)
-    row = sweep.summarize(tmp_path).rows[0]
+    row = results.summarize(tmp_path).rows[0]
     assert row["status"] == "finished" and row["mig"] is None

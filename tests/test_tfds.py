@@ -14,7 +14,7 @@ from vae_jax import data, train
 from vae_jax.data import pipeline
 from vae_jax.data import tfds as tfds_source
 from vae_jax.data.tfds import CELEB_A_FILES
-from vae_jax.metrics import read_metrics
+from vae_jax.writers import read_metrics
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -65,6 +65,7 @@ def test_missing_celeb_a_fails_before_anything_is_written_or_compiled(tmp_path, 
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_celeb_a_batches_have_shape_range_and_attributes(tmp_path, no_network):
     config = celeb_a_config(tmp_path)
     with tfds.testing.mock_data(num_examples=20):
@@ -77,6 +78,7 @@ def test_celeb_a_batches_have_shape_range_and_attributes(tmp_path, no_network):
     assert eval_batch["image"].shape == (16, 64, 64, 3)
 
 
+@pytest.mark.slow
 def test_training_order_is_deterministic_for_a_seed_and_resumes_mid_epoch(tmp_path):
     config = celeb_a_config(tmp_path)
     with tfds.testing.mock_data(num_examples=20):  # 2 steps of 8 per epoch
@@ -93,6 +95,7 @@ def test_training_order_is_deterministic_for_a_seed_and_resumes_mid_epoch(tmp_pa
     assert not np.array_equal(first[0]["image"], first[2]["image"])  # epochs are reshuffled
 
 
+@pytest.mark.slow
 def test_flips_happen_in_training_only(tmp_path):
     config = celeb_a_config(tmp_path)
     with tfds.testing.mock_data(num_examples=20):
@@ -130,6 +133,7 @@ def test_crops_take_the_documented_box_before_resizing(crop, box):
     assert abs(resized.mean() - block_mean) < 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "experiment, arg, channels",
     [
@@ -156,9 +160,10 @@ def test_experiment_trains_end_to_end_on_mock_data(tmp_path, experiment, arg, ch
     assert [r["step"] for r in records if "loss" in r] == [3, 6]
     assert all(np.isfinite(r["loss"]) for r in records if "loss" in r)
     if config.model.likelihood == "discretized_logistic":
-        assert "test/bits_per_dim" in records[-1]
+        assert "test/elbo_bits_per_dim" in records[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (SHARED_DATA / "cmaterdb" / "bangla").is_dir(),
     reason="real cmaterdb files are not in ../shared/data",

@@ -1,39 +1,22 @@
-"""Persistence only: orbax checkpoints of the train state, and the run's config.json."""
+"""Persistence only: orbax checkpoints of the train state under <workdir>/checkpoints/<step>/."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
-CONFIG_FILE = "config.json"
-EVAL_FILE = "eval.json"  # written by --mode=analyze
+from vae_jax.config import CONFIG_FILE
+
 CHECKPOINT_DIR = "checkpoints"
 DAMAGED_DIR = "checkpoints_damaged"  # where set_aside moves steps that cannot be restored
 
 
 class CheckpointError(RuntimeError):
     """Checkpoints exist but none of them can be restored."""
-
-
-def write_config(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
-    """Writes the resolved config to <workdir>/config.json (what load_run reads), atomically:
-    readers and a kill see the old file or the new one."""
-    path = Path(workdir) / CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-    temporary.replace(path)
-
-
-def read_config_dict(workdir: str | Path) -> dict[str, Any]:
-    """The plain dict stored in <workdir>/config.json."""
-    return json.loads((Path(workdir) / CONFIG_FILE).read_text())
 
 
 def checkpoint_manager(
@@ -120,3 +103,22 @@ def set_aside(workdir: str | Path, steps: list[int]) -> None:
         target = workdir / DAMAGED_DIR / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
         (workdir / CHECKPOINT_DIR / str(step)).rename(target)
         logging.warning("Moved the damaged checkpoint at step %d to %s", step, target)
+
+
+def latest_step(workdir: str | Path) -> int | None:
+    """The highest finalized step under <workdir>/checkpoints/, or None; reads the directory only.
+
+    orbax writes each step into a temporary directory and renames it to <step>/ when complete,
+    so a name made of digits is a finished checkpoint.
+    """
+    directory = Path(workdir) / CHECKPOINT_DIR
+    if not directory.is_dir():
+        return None
+    steps = [int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max(steps, default=None)
+
+
+def is_finished(workdir: str | Path, num_steps: int) -> bool:
+    """Whether the run in `workdir` has a config.json and a checkpoint at or past `num_steps`."""
+    step = latest_step(workdir)
+    return (Path(workdir) / CONFIG_FILE).exists() and step is not None and step >= num_steps

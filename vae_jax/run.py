@@ -19,38 +19,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from experiments import base
 from vae_jax import checkpoints, data
 from vae_jax import config as config_lib
 from vae_jax import distributions as D
 from vae_jax import likelihoods as L
 from vae_jax.models import VAE, make_model
-
-
-def _tuples(value):
-    """JSON lists back to the tuples the config uses (Linen module fields must be hashable)."""
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
-def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
-    """The config a run was trained with, from <workdir>/config.json, on top of the current
-    defaults (so keys added to the schema since the run was trained have their default)."""
-    path = Path(workdir) / checkpoints.CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: {workdir} is not a training run directory")
-    config = base.get_config()
-    try:
-        config.update(_tuples(checkpoints.read_config_dict(workdir)))
-    except (KeyError, TypeError, ValueError) as error:  # unknown key, wrong type, bad JSON
-        raise config_lib.ConfigError(
-            f"{path} does not fit the config schema of experiments/base.py: "
-            f"{str(error).splitlines()[0][:300]}"
-        ) from error
-    return config
 
 
 class Run:
@@ -112,7 +85,7 @@ def load_run(workdir: str | Path, step: int | None = None) -> Run:
     """Restores the config and parameters of the run in `workdir` (its latest checkpoint, or
     `step`). Raises FileNotFoundError listing what exists when there is nothing to load."""
     workdir = Path(workdir)
-    config = read_config(workdir)
+    config = config_lib.read_config(workdir)
     if not (workdir / checkpoints.CHECKPOINT_DIR).is_dir():
         contents = sorted(p.name for p in workdir.iterdir())
         raise FileNotFoundError(f"{workdir} has no checkpoints; it contains: {contents}")

@@ -1,4 +1,5 @@
-"""Training: the train state, jitted train/eval steps, and the loop that feeds them.
+"""Training: the train state, the jitted train step, and the loop that feeds it and calls the
+periodic evaluation (evaluation/likelihood.py, the same ELBO code as --mode=analyze).
 
 The loop only moves data, calls the steps and hands numbers to the writer; the maths lives in
 objectives.py and the steps. The steps run data-parallel over every device (parallel.py).
@@ -12,10 +13,8 @@ save a checkpoint and return normally; a damaged latest checkpoint falls back to
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -25,23 +24,22 @@ import numpy as np
 import optax
 from absl import logging
 from flax import struct
-from jax.experimental import multihost_utils
 
-from vae_jax import checkpoints, data, figures, parallel
+from vae_jax import checkpoints, data, figures, parallel, preemption, report
 from vae_jax import config as config_lib
 from vae_jax import objectives as O
-from vae_jax.metrics import MetricsWriter, drop_metrics_after
+from vae_jax.evaluation import likelihood
 from vae_jax.models import VAE, make_model
+from vae_jax.preemption import StoppedBySignal
+from vae_jax.writers import MetricsWriter, drop_metrics_after
+
+# The periodic evaluation's metrics, logged as test/<name>.
+EVAL_METRICS = ("elbo", "rate", "distortion")
 
 
 class TrainingDivergedError(RuntimeError):
     """Too many consecutive updates were skipped for non-finite losses or gradients (or
     gradient norms above train.skip_grad_norm)."""
-
-
-class StoppedBySignal(Exception):
-    """SIGTERM / SIGINT (or a multi-host preemption notice) stopped training after a checkpoint
-    at the current step: callers stop too (a sweep does not go on to its next point)."""
 
 
 @struct.dataclass
@@ -150,27 +148,6 @@ def make_train_step(
     )
 
 
-def make_eval_step(model: VAE, mesh: jax.sharding.Mesh) -> Callable:
-    """Returns eval_step(params, batch, key) -> sums of elbo, rate, distortion over the rows of
-    batch["image"] [B, H, W, C] where batch["mask"] [B] is 1 (padding rows have 0), and "count"."""
-
-    def eval_step(params, batch: data.Batch, key: jax.Array):
-        x, mask = batch["image"], batch["mask"]
-        out = model.apply(params, x, key)
-        terms = O.elbo_terms(out.posterior, model.prior, out.likelihood, x)
-        return dict(
-            elbo=jnp.sum(mask * terms.elbo),
-            rate=jnp.sum(mask * terms.rate),
-            distortion=jnp.sum(mask * terms.distortion),
-            count=jnp.sum(mask),
-        )
-
-    replicated, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    return jax.jit(
-        eval_step, in_shardings=(replicated, sharded, replicated), out_shardings=replicated
-    )
-
-
 def make_figure_fns(model: VAE) -> tuple[Callable, Callable]:
     """Jitted reconstruct(params, x) -> mean image at the posterior mean, and
     sample(params, key, n) -> mean images of n codes from the prior."""
@@ -184,27 +161,6 @@ def make_figure_fns(model: VAE) -> tuple[Callable, Callable]:
         return model.apply(params, z, method=VAE.decode).mean()
 
     return jax.jit(reconstruct), jax.jit(sample, static_argnums=2)
-
-
-def evaluate(
-    eval_step: Callable,
-    params,
-    batches: Iterable[data.Batch],
-    key: jax.Array,
-    mesh: jax.sharding.Mesh,
-    batch_size: int,
-) -> dict:
-    """Mean test elbo / rate / distortion (nats per example) over one pass of `batches` (each
-    held whole by every process; a smaller last batch is padded to `batch_size` and masked)."""
-    totals = None
-    for i, batch in enumerate(batches):
-        images, mask = parallel.pad_to({"image": batch["image"]}, batch_size)
-        placed = parallel.put_global_batch({**images, "mask": mask}, mesh)
-        sums = eval_step(params, placed, jax.random.fold_in(key, i))
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
-    count = totals.pop("count")
-    return {f"test/{name}": float(value / count) for name, value in totals.items()}
 
 
 def _interval_metrics(
@@ -222,44 +178,18 @@ def _interval_metrics(
     return means, skipped
 
 
-def _format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+def is_time(step: int, every: int, num_steps: int) -> bool:
+    """Whether a periodic action (log, eval, checkpoint) every `every` steps happens after
+    `step`: at its multiples and at the last step."""
+    return step % every == 0 or step == num_steps
 
 
-@contextlib.contextmanager
-def _stop_requests() -> Iterator[list[str]]:
-    """Within the block SIGTERM and SIGINT do not interrupt: they append their name to the
-    yielded list, which the loop checks after each step. The previous handlers come back after.
-
-    A second signal of the same kind gets the previous handler (a second Ctrl-C interrupts).
-    With several processes nothing is caught: SIGTERM is left to JAX's preemption sync manager
-    (see _should_stop), which agrees on one step for all processes to stop at, since a process
-    stopping on its own would leave the others waiting in the step's collectives."""
-    requests: list[str] = []
-    signals = (signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else ()
-    previous = {number: signal.getsignal(number) for number in signals}
-
-    def request_stop(number, frame):
-        requests.append(signal.Signals(number).name)
-        signal.signal(number, previous[number])
-
-    for number in signals:
-        signal.signal(number, request_stop)
-    try:
-        yield requests
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def _should_stop(step: int, stop_requests: list[str]) -> bool:
-    """Whether to checkpoint and stop after `step`: a signal arrived (one process), or every
-    process reached the step that the preemption sync manager chose (several processes)."""
-    if jax.process_count() > 1 and multihost_utils.reached_preemption_sync_point(step):
-        stop_requests.append("preemption notice")
-    return bool(stop_requests)
+def _format_metrics(metrics: dict[str, float]) -> str:
+    """ "elbo -104.12 | rate 11.90 | ..." in the metric table's labels and formats."""
+    return " | ".join(
+        f"{report.label(key)} {report.format_metric(key, metrics[key])}"
+        for key in report.in_table_order(metrics)
+    )
 
 
 def _check_workdir(
@@ -267,12 +197,12 @@ def _check_workdir(
 ) -> None:
     """Refuses a workdir whose config.json belongs to a run with another config (see
     config.check_resumable), and rewrites config.json when resumable keys changed."""
-    if not (workdir / checkpoints.CONFIG_FILE).exists():
+    if not (workdir / config_lib.CONFIG_FILE).exists():
         return
-    saved = checkpoints.read_config_dict(workdir)
+    saved = config_lib.read_config_dict(workdir)
     changed = config_lib.check_resumable(saved, config, allow_change=allow_config_change)
     if changed and parallel.is_main_process():
-        checkpoints.write_config(workdir, config)  # e.g. a longer num_steps
+        config_lib.write_config(workdir, config)  # e.g. a longer num_steps
     parallel.wait_for_all_processes("config.json")
 
 
@@ -332,22 +262,24 @@ def train_and_evaluate(
     )
     main_process = parallel.is_main_process()
     if main_process and restored is None:
-        checkpoints.write_config(workdir, config)
+        config_lib.write_config(workdir, config)
     if main_process:  # records of steps after the checkpoint are about to be redone
         drop_metrics_after(workdir, int(state.step))
 
     train_step = make_train_step(model, optimizer, config, mesh)
-    eval_step = make_eval_step(model, mesh)
+    elbo_fn = likelihood.make_elbo_fn(model, mesh)
     reconstruct, sample = make_figure_fns(model)
     writer = MetricsWriter(workdir) if main_process else None
 
     def evaluate_and_draw(step: int) -> None:
         # Every process computes (the arrays span all of them); process 0 writes.
-        metrics = evaluate(
-            eval_step, state.params, eval_data, eval_key, mesh, config.eval.batch_size
+        values = likelihood.elbo_per_example(
+            elbo_fn, state.params, eval_data, eval_key, mesh, config.eval.batch_size
         )
+        metrics = {f"test/{name}": float(values[name].mean()) for name in EVAL_METRICS}
         if config.model.likelihood == "discretized_logistic":  # a likelihood of 8-bit data
-            metrics["test/bits_per_dim"] = O.bits_per_dim(-metrics["test/elbo"], image_shape)
+            bits = O.bits_per_dim(-metrics["test/elbo"], image_shape)
+            metrics["test/elbo_bits_per_dim"] = bits
         inputs = next(iter(eval_data))["image"][: config.eval.num_figures]
         grids = {
             "reconstructions": figures.reconstruction_grid(
@@ -360,7 +292,7 @@ def train_and_evaluate(
         if not main_process:
             return
         writer.write_scalars(step, metrics)
-        logging.info("step %d | %s", step, " | ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+        logging.info("step %d | %s", step, _format_metrics(metrics))
         writer.write_images(step, grids)
         for name, grid in grids.items():
             figures.save_png(grid, workdir / "figures" / f"step_{step:07d}_{name}.png")
@@ -370,20 +302,8 @@ def train_and_evaluate(
         if not main_process:
             return
         writer.write_scalars(step, means)
-        logging.info(
-            "step %d/%d | loss %.2f | elbo %.2f | rate %.2f | distortion %.2f | grad_norm %.2f"
-            " | skipped %d | %.0f img/s | ETA %s",
-            step,
-            num_steps,
-            means["loss"],
-            means["elbo"],
-            means["rate"],
-            means["distortion"],
-            means["grad_norm"],
-            means["skipped_steps"],
-            means["images_per_s"],
-            _format_duration((num_steps - step) * seconds / steps),
-        )
+        eta = report.format_duration((num_steps - step) * seconds / steps)
+        logging.info("step %d/%d | %s | ETA %s", step, num_steps, _format_metrics(means), eta)
 
     def diverged_message(consecutive_skips: int, step: int) -> str:
         return (
@@ -402,12 +322,12 @@ def train_and_evaluate(
     pending_metrics = []
     interval_start, interval_first_step = time.perf_counter(), step
     try:
-        with _stop_requests() as stop_requests:
-            while step < num_steps and not _should_stop(step, stop_requests):
+        with preemption.stop_requests() as stop_requests:
+            while step < num_steps and not preemption.should_stop(step, stop_requests):
                 state, metrics = train_step(state, next(train_inputs), train_key)
                 step += 1
                 pending_metrics.append(metrics)
-                if step % config.train.log_every == 0 or step == num_steps:
+                if is_time(step, config.train.log_every, num_steps):
                     means, skipped = _interval_metrics(pending_metrics)
                     means["skipped_steps"] = int(skipped.sum())
                     consecutive_skips = _consecutive_skips(consecutive_skips, skipped)
@@ -417,9 +337,9 @@ def train_and_evaluate(
                     if consecutive_skips >= config.train.max_consecutive_skips:
                         manager.wait_until_finished()
                         raise TrainingDivergedError(diverged_message(consecutive_skips, step))
-                if step % config.train.eval_every == 0 or step == num_steps:
+                if is_time(step, config.train.eval_every, num_steps):
                     evaluate_and_draw(step)
-                if step % config.train.checkpoint_every == 0 or step == num_steps:
+                if is_time(step, config.train.checkpoint_every, num_steps):
                     checkpoints.save(manager, step, state)
                     last_saved = step
                 if step == first_step + 1:  # the first step compiles: time from its end

@@ -9,7 +9,7 @@ Sources: "shapes" (built in, procedural), "image_folder" (dataset.path), or any 
 With several processes (multi-host), each process yields its own rows of every training batch:
 config.train.batch_size / jax.process_count() of them.
 
-The on-disk sources run on tf.data. TensorFlow takes about 8 s to import, so it is imported when
+The on-disk sources run on tf.data. TensorFlow takes seconds to import, so it is imported when
 an on-disk dataset is first used, not with this package: shapes runs, analysis of shapes runs and
 the benchmarks never load it.
 """

@@ -9,11 +9,9 @@ and in every process, and adding or removing files never moves another file betw
 
 Files that do not decode (corrupt, truncated, unreadable) are found when a split is loaded, by
 decoding each file once with the decoder the pipeline uses, and left out with a warning, so
-`num_examples` is exactly the number of images training sees. A header check (PIL `verify`,
-~0.03 ms per 218x178 JPEG) would be cheaper but passes truncated JPEGs, which then fail in
-`tf.io.decode_image`. The full check costs 0.15-0.35 ms per 218x178 JPEG per core (read and
-decode), so 30-70 s of CPU for CelebA's 202,599 images, spread over the cores by tf.data; the
-test split is ~5% of that.
+`num_examples` is exactly the number of images training sees. A header check (PIL `verify`)
+would be cheaper but passes truncated JPEGs, which then fail in `tf.io.decode_image`; the full
+check's cost on CelebA is in the README's Data section.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ NUM_TEST = 10_000
 # The train/test split is the same for every run, whatever its seed, so that runs with different
 # seeds are evaluated on the same images.
 SPLIT_SEED = 0
-# Training batches rendered ahead in parallel: one thread renders ~24,000 images/s, an H200
-# trains the default model on ~66,000/s.
+# Training batches rendered ahead in parallel: one thread renders slower than an accelerator
+# trains (README, Performance).
 RENDER_THREADS = min(4, os.cpu_count() or 1)
 
 SHAPE_NAMES = ("square", "ellipse", "heart")

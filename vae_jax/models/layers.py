@@ -1,18 +1,9 @@
-"""Stride-2 transposed convolution that trains fast on XLA:CPU.
+"""Layers the models share: a stride-2 transposed convolution that trains fast on XLA:CPU
+(`Upsample2x`), ReLU dense stacks, and folding extra leading axes into the batch.
 
 `flax.linen.ConvTranspose` lowers to `lax.conv_transpose`, an lhs-dilated convolution, and on
-XLA:CPU its weight gradient leaves the fast convolution path. Measured on the 2-core CPU
-machine at batch 64 with 4x4 kernels (jax 0.10.2, medians; runs varied by about 10 %):
-
-    weight gradient alone, 16x16x64 -> 32x32x32:
-        autodiff of lax.conv_transpose             462 ms
-        weight-VJP of the strided conv (below)      18 ms
-    decoder 4x4x256 -> 8x8x128 -> 16x16x64 -> 32x32x32 -> 64x64x3, `benchmarks/upsampling.py`:
-                                              train step    forward
-        nn.ConvTranspose                        810-880 ms   65-72 ms
-        Upsample2x                              135-161 ms   47-54 ms   (5.5-6x faster to train)
-        same custom VJP, lax forward            148-182 ms   66-74 ms
-        nearest resize x2 + 3x3 conv            359-426 ms  150-166 ms
+XLA:CPU its weight gradient leaves the fast convolution path (tens of times slower; measured in
+the README's Performance section and by benchmarks/upsampling.py).
 
 The maths. Let s(u, K) be the stride-2 SAME convolution (NHWC, HWIO) taking
 u [B, 2H, 2W, Cout] to [B, H, W, Cin] with K [kh, kw, Cout, Cin]. The transposed convolution is
@@ -27,21 +18,41 @@ and both are fast on XLA:CPU. `conv_transpose_2x` states these as its `jax.custo
 The forward pass is split by output phase: output pixel (2i + a, 2j + b) only meets the kernel
 taps K[a + p :: 2, b + p :: 2] (p = the low SAME padding of s), so t is four stride-1
 convolutions with about k/2 x k/2 kernels whose outputs are interleaved: the minimal number of
-MACs, all on the fast path. Against `lax.conv_transpose` as forward (the table's third row) it
-saves about 30 % of the forward with 4x4 kernels, and it never hits the lhs-dilated slow cases
-(5x5 kernels, 4x4x256 -> 8x8x128: 11 ms against 246 ms). With 3x3 kernels the uneven phases make
-it about 10 % slower than lax's forward (31 against 28 ms over the decoder), within noise per
-train step.
+MACs, all on the fast path. Against `lax.conv_transpose` as forward it saves about 30 % of the
+forward with 4x4 kernels, and it never hits the lhs-dilated slow cases
+(e.g. 5x5 kernels). With 3x3 kernels the uneven phases make it slightly slower than lax's
+forward, within noise per train step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
+
+
+def flatten_batch(x: jax.Array, event_ndim: int) -> tuple[jax.Array, tuple[int, ...]]:
+    """Merges all leading axes into one: [..., *event] -> ([N, *event], leading shape)."""
+    lead = x.shape[: x.ndim - event_ndim]
+    return x.reshape((-1,) + x.shape[x.ndim - event_ndim :]), lead
+
+
+def restore_batch(tree, lead: tuple[int, ...]):
+    """Splits the merged leading axis of every array back into `lead`."""
+    return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), tree)
+
+
+def dense_relu(h: jax.Array, widths: Sequence[int], dtype: Any) -> jax.Array:
+    """ReLU dense layers of the given widths computing in `dtype` (call inside a compact
+    method)."""
+    for width in widths:
+        h = nn.relu(nn.Dense(width, dtype=dtype)(h))
+    return h
+
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 _PHASE_DIMENSION_NUMBERS = ("NHWC", "HWOI", "NHWC")  # kernel [kh, kw, Cout, Cin] as Cin -> Cout

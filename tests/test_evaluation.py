@@ -14,8 +14,9 @@ from PIL import Image
 
 from experiments import base, shapes
 from vae_jax import distributions as D
-from vae_jax import evaluate, train
+from vae_jax import evaluation, train
 from vae_jax import objectives as O
+from vae_jax.evaluation import likelihood, probes
 from vae_jax.models import VAE, make_model
 from vae_jax.run import load_run
 
@@ -32,21 +33,28 @@ def tiny_run(tmp_path_factory):
     return workdir
 
 
+def log_weights(terms) -> np.ndarray:
+    """log w = log p(x|z) + log p(z) − log q(z|x) from the three terms [S, B]."""
+    log_px, log_pz, log_qz = (np.asarray(t, np.float64) for t in terms)
+    return log_px + log_pz - log_qz
+
+
+@pytest.mark.slow
 def test_iwae_with_one_sample_averages_to_the_elbo_and_more_samples_tighten_it(tiny_run):
     run = load_run(tiny_run)
     x = next(iter(run.dataset("test", 32)))["image"]
-    log_weights_fn = evaluate.make_log_weights_fn(run.model)
+    terms_fn = likelihood.make_log_weight_terms_fn(run.model)
     key = jax.random.key(0)
     # Averaged over many draws, K=1 estimates the ELBO E_q[log p(x|z)] − KL (analytic KL,
     # independent draws of z): equal within 4 combined standard errors.
-    draws = np.asarray(log_weights_fn(run.params, x, key, 400))  # [400, B]
+    draws = log_weights(terms_fn(run.params, x, key, 400))  # [400, B]
     posterior = run.encode(x)
     z = posterior.sample(jax.random.key(1), (400,))
     log_px = np.asarray(run.decode(z).log_prob(x))  # [400, B]
     elbo = log_px.mean(0) - np.asarray(D.kl_divergence(posterior, D.standard_normal(4)))
     standard_error = np.hypot(draws.std(0), log_px.std(0)) / np.sqrt(400)
     assert np.all(np.abs(draws.mean(0) - elbo) < 4 * standard_error)
-    k100 = evaluate.iwae_bound_chunked(log_weights_fn, run.params, x, key, 100, 30)
+    k100 = likelihood.iwae_bound_chunked(terms_fn, run.params, x, key, 100, 30)
     assert k100.mean() >= elbo.mean()
 
 
@@ -82,6 +90,7 @@ def linear_gaussian_vae(rng):
     return model, params, b, marginal_cov
 
 
+@pytest.mark.slow
 def test_iwae_with_1000_samples_is_within_005_nats_of_analytic_log_likelihood():
     rng = np.random.default_rng(0)
     model, params, b, marginal_cov = linear_gaussian_vae(rng)
@@ -93,9 +102,9 @@ def test_iwae_with_1000_samples_is_within_005_nats_of_analytic_log_likelihood():
         + np.linalg.slogdet(marginal_cov)[1]
     )
     images = jnp.asarray(x, jnp.float32).reshape(16, 1, 4, 1)
-    log_weights_fn = evaluate.make_log_weights_fn(model)
-    iwae = evaluate.iwae_bound_chunked(log_weights_fn, params, images, jax.random.key(1), 1000, 250)
-    elbo = np.asarray(log_weights_fn(params, images, jax.random.key(2), 1000)).mean(0)
+    terms_fn = likelihood.make_log_weight_terms_fn(model)
+    iwae = likelihood.iwae_bound_chunked(terms_fn, params, images, jax.random.key(1), 1000, 250)
+    elbo = log_weights(terms_fn(params, images, jax.random.key(2), 1000)).mean(0)
     assert np.max(np.abs(iwae - exact)) < 0.05, np.abs(iwae - exact)
     assert np.mean(elbo) < np.mean(iwae) - 0.01  # the diagonal posterior leaves a visible ELBO gap
 
@@ -108,7 +117,7 @@ def test_active_units_counts_the_dimensions_the_encoder_uses():
     head["kernel"] = head["kernel"].at[:, 1].set(0.0)
     x = jnp.asarray(rng.normal(size=(500, 1, 4, 1)), jnp.float32)
     means = model.apply(params, x, method=VAE.encode).mean
-    count, variances = evaluate.active_units(np.asarray(means))
+    count, variances = likelihood.active_units(np.asarray(means))
     assert count == 1
     assert variances[0] > 0.01 and variances[1] == 0.0
 
@@ -123,15 +132,16 @@ def test_attribute_probe_is_accurate_for_linearly_coded_attributes_and_chance_ot
     attributes = np.stack(
         [codes[:, 0] > 0, codes[:, 3] + codes[:, 5] > 0.5, rng.random(2000) > 0.5], axis=1
     ).astype(int)
-    accuracy = evaluate.attribute_probe_accuracy(
+    accuracy = probes.attribute_probe_accuracy(
         codes[:1000], attributes[:1000], codes[1000:], attributes[1000:]
     )
     assert accuracy[0] > 0.97 and accuracy[1] > 0.97
     assert abs(accuracy[2] - 0.5) < 0.06
 
 
+@pytest.mark.slow
 def test_analyze_writes_eval_json_and_figures_and_keeps_other_steps_results(tiny_run, tmp_path):
-    results = evaluate.analyze(tiny_run)
+    results = evaluation.analyze(tiny_run)
     saved = json.loads((tiny_run / "eval.json").read_text())
     assert saved["step"] == 20 and saved["iwae_examples"] == 8
     for key in (
@@ -153,11 +163,12 @@ def test_analyze_writes_eval_json_and_figures_and_keeps_other_steps_results(tiny
     # A stale eval.json of another step is kept, not overwritten.
     stale = dict(saved, step=10)
     (tiny_run / "eval.json").write_text(json.dumps(stale))
-    evaluate.analyze(tiny_run)
+    evaluation.analyze(tiny_run)
     assert json.loads((tiny_run / "eval_step_10.json").read_text())["step"] == 10
     assert json.loads((tiny_run / "eval.json").read_text())["step"] == 20
 
 
+@pytest.mark.slow
 def test_analyze_command_applies_eval_overrides(tiny_run):
     result = subprocess.run(
         [

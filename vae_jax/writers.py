@@ -1,8 +1,9 @@
-"""Where training and evaluation numbers go: metrics.jsonl for machines, TensorBoard for plots.
+"""Where training and evaluation numbers go: metrics.jsonl for machines, TensorBoard for plots,
+eval.json for the evaluation of --mode=analyze.
 
 TensorBoard event files are written with TensorBoard's own record writer and protocol buffers,
-not tf.summary: importing TensorFlow takes about 8 s, which runs on the built-in data (and
-machines without TensorFlow, such as accelerator images) need not pay.
+not tf.summary, so runs on the built-in data never import TensorFlow (slow to import, and absent
+from some accelerator images).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from vae_jax import figures
+from vae_jax import figures, files
 
 METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.json"
 
 
 class MetricsWriter:
@@ -88,7 +91,20 @@ def drop_metrics_after(workdir: str | Path, step: int) -> None:
         return
     records = read_metrics(workdir)
     kept = [record for record in records if record["step"] <= step]
-    if len(kept) < len(records):
-        temporary = path.with_suffix(".jsonl.tmp")
-        temporary.write_text("".join(json.dumps(record) + "\n" for record in kept))
-        temporary.replace(path)  # atomic: a kill leaves the old or the new file
+    if len(kept) < len(records):  # atomic: a kill leaves the old or the new file
+        files.write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+def write_evaluation(workdir: str | Path, results: dict) -> Path:
+    """Writes <workdir>/eval.json; an existing one (another step's or settings') is first moved
+    aside as eval_step_<N>[_<i>].json, so no evaluation is overwritten."""
+    path = Path(workdir) / EVAL_FILE
+    if path.is_file():
+        step = json.loads(path.read_text()).get("step", "unknown")
+        kept = path.with_name(f"eval_step_{step}.json")
+        attempt = 1
+        while kept.exists():
+            kept, attempt = path.with_name(f"eval_step_{step}_{attempt}.json"), attempt + 1
+        path.rename(kept)
+        logging.info("Kept the previous evaluation (step %s) as %s", step, kept)
+    return files.write_json(path, results)

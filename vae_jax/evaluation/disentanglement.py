@@ -14,28 +14,18 @@ scores MI < H(factor): pass num_bins >= the largest factor size to compare again
 
 DCI predictor: per factor, an ExtraTreesClassifier (50 trees, every code considered at each
 split, at least 20 examples per leaf), with its impurity importances as R. disentanglement_lib
-uses gradient-boosted trees, which fit one tree per class per stage: too slow for 40-class
-orientation. Measured on 2 CPU cores, 5 shapes factors, codes = 6 noisy factor codes plus
-random dimensions, seconds for all five predictors:
-
-                                          N=5000, k=10    N=10000, k=32
-    GradientBoosting, only 10 stages          14.3              -
-    RandomForest, sqrt(k) codes per split      3.8 (50 trees)   -
-    RandomForest, all codes, leaf >= 20        3.1 (30 trees)   20.1 (30 trees)
-    ExtraTrees, all codes, leaf >= 20          1.3              4.2
-
-ExtraTrees was also the most accurate and put the least importance on the random
-dimensions (1-6% of a factor's importance, where RandomForest with sqrt(k) codes per split
-put 10-26%): a split must pick the best of all codes, and its random thresholds do not chase
-noise in small leaves. HistGradientBoosting, the fast boosting, has no `feature_importances_`;
-L1-logistic importances depend on each code's scale, and a linear model misreads codes that
-are not monotone in the factor (a circular orientation code: 80% accuracy against 100%).
+uses gradient-boosted trees, which fit one tree per class per stage: too slow for the 40-class
+orientation. Of the predictors compared (timings in the README's Performance section), ExtraTrees
+was the fastest, the most accurate, and put the least importance on random code dimensions: a
+split must pick the best of all codes, and its random thresholds do not chase noise in small
+leaves. HistGradientBoosting has no `feature_importances_`; L1-logistic importances depend on
+each code's scale, and a linear model misreads codes that are not monotone in the factor (a
+circular orientation code).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.ensemble import ExtraTreesClassifier
 
 # Fixed so that DCI of the same codes is the same number on every call.
 PREDICTOR_SEED = 0
@@ -143,6 +133,9 @@ def importance_matrix(
     R_ij = impurity importance of code i for predicting v_j; each column sums to 1
     (or is all zero when the trees never split).
     """
+    # Imported here: scikit-learn takes a second to import, which training never needs.
+    from sklearn.ensemble import ExtraTreesClassifier
+
     importances, accuracies = [], []
     for j in range(np.shape(factors_train)[1]):
         predictor = ExtraTreesClassifier(
@@ -217,4 +210,16 @@ def dci(
         "disentanglement": disentanglement(importance),
         "completeness": completeness(importance),
         "informativeness": float(np.mean(accuracies)),
+    }
+
+
+def factor_metrics(codes: np.ndarray, factors: np.ndarray) -> dict:
+    """MIG and DCI of mean codes [N, k] against ground-truth factor indices [N, F]; DCI's
+    predictors are fitted on the first half of the examples and scored on the second."""
+    half = len(codes) // 2
+    scores = dci(codes[:half], factors[:half], codes[half:], factors[half:])
+    return {
+        "mig": mig(codes, factors),
+        "mig_per_factor": mig_per_factor(codes, factors).tolist(),
+        **{f"dci_{name}": value for name, value in scores.items()},
     }

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 
 import ml_collections
-from absl import logging
 
 from vae_jax.data import shapes
 
@@ -199,50 +197,3 @@ def validate(config: ml_collections.ConfigDict) -> None:
         analysis,
         f"must be unset or >= eval.iwae_examples={config.eval.iwae_examples}",
     )
-
-
-# Keys a resumed run may change: how long it trains, how often it reports, how it is evaluated.
-RESUMABLE_KEYS = (
-    "train.num_steps",
-    "train.log_every",
-    "train.eval_every",
-    "train.checkpoint_every",
-    "train.keep_checkpoints",
-    "eval.",
-)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def check_resumable(
-    saved: dict, config: ml_collections.ConfigDict, *, allow_change: bool = False
-) -> bool:
-    """Compares `config` with the `saved` config.json of the run it would resume (keys the saved
-    file predates are ignored).
-
-    Raises ConfigError naming each key outside RESUMABLE_KEYS that differs (old -> new), unless
-    `allow_change` (--allow_config_change), which logs a warning listing them instead. Returns
-    whether config.json needs rewriting (a key differs, or the schema has keys it lacks).
-    """
-    old = _flatten(saved)
-    new = _flatten(json.loads(json.dumps(config.to_dict())))  # tuples as JSON lists, like saved
-    changed = [key for key in sorted(new) if key in old and old[key] != new[key]]
-    fixed = [key for key in changed if not key.startswith(RESUMABLE_KEYS)]
-    if fixed:
-        differences = "; ".join(f"{key}: {old[key]!r} -> {new[key]!r}" for key in fixed)
-        if not allow_change:
-            raise ConfigError(
-                f"the run in this workdir was trained with another config ({differences}); "
-                "use a new --workdir or the run's own values, or pass --allow_config_change "
-                "to resume this run with the new values"
-            )
-        logging.warning("Resuming with a changed config (--allow_config_change): %s", differences)
-    return bool(changed) or any(key not in old for key in new)  # new keys: record them

@@ -1,0 +1,91 @@
+"""The config schema: every key with its default. Experiment files start from `get_config()`
+(through experiments/base.py) and change what differs.
+
+The returned config is locked: an override of a key that does not exist fails and names it.
+Optional values are typed placeholders so command-line overrides parse.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.dataset = ml_collections.ConfigDict(
+        dict(
+            name="shapes",  # shapes | image_folder | a TFDS name: celeb_a, mnist, cifar10, ...
+            image_size=64,
+            crop="none",  # center148 | nvae | none (see vae_jax/data/pipeline.py)
+            data_dir=config_dict.placeholder(str),  # TFDS data_dir (default ~/tensorflow_datasets)
+            manual_dir=config_dict.placeholder(str),  # default <data_dir>/downloads/manual
+            path=config_dict.placeholder(str),  # the folder for name="image_folder"
+            random_flip=False,  # random horizontal flips of training images
+            dynamic_binarization=False,  # resample binary pixels from intensities (MNIST)
+            shuffle_buffer=10_000,
+            cache=False,  # keep preprocessed images in memory after the first epoch
+        )
+    )
+
+    config.model = ml_collections.ConfigDict(
+        dict(
+            kind="conv",  # conv | mlp
+            latent_dim=10,
+            channels=(32, 32, 64, 64),  # conv: one stride-2 stage per entry
+            hidden=(256,),  # dense layers between the conv stack and the latent (mlp: all layers)
+            posterior="diag",  # diag | full
+            # bernoulli | gaussian | gaussian_learned | discretized_logistic
+            likelihood="bernoulli",
+            gaussian_scale=0.1,  # σ of the fixed-scale gaussian likelihood
+        )
+    )
+
+    config.objective = ml_collections.ConfigDict(
+        dict(
+            beta=1.0,
+            kl_warmup_steps=0,
+            # nats; when set the loss is γ|KL − C| (Burgess et al.), not β / warm-up / free bits
+            capacity=config_dict.placeholder(float),
+            capacity_steps=100_000,  # steps over which C rises linearly from 0 to `capacity`
+            capacity_gamma=1000.0,
+            free_bits=0.0,  # nats per latent dimension (diag posterior only)
+        )
+    )
+
+    config.train = ml_collections.ConfigDict(
+        dict(
+            batch_size=64,
+            num_steps=100_000,
+            learning_rate=1e-3,
+            lr_schedule="constant",  # constant | cosine (decays to 0 at num_steps)
+            warmup_steps=0,  # linear learning-rate warm-up
+            grad_clip_norm=config_dict.placeholder(float),
+            # Skip (do not apply) updates whose gradient norm exceeds this, like VDVAE (None: off).
+            skip_grad_norm=config_dict.placeholder(float),
+            # Non-finite losses or gradients skip the update; this many in a row stop the run.
+            max_consecutive_skips=100,
+            compute_dtype="float32",  # float32 | bfloat16 (activations and matmuls; f32 params)
+            log_every=100,
+            eval_every=5_000,
+            checkpoint_every=5_000,
+            keep_checkpoints=3,
+        )
+    )
+
+    config.eval = ml_collections.ConfigDict(
+        dict(
+            batch_size=256,
+            # Test examples of the periodic evaluation during training (None: the whole split).
+            num_examples=config_dict.placeholder(int),
+            # --mode=analyze: examples for ELBO, active units, disentanglement (None: all) ...
+            analysis_examples=config_dict.placeholder(int),
+            # ... and for the IWAE bound with iwae_samples importance samples, iwae_chunk at a time.
+            iwae_examples=1_000,
+            iwae_samples=1_000,
+            iwae_chunk=100,
+            num_figures=64,
+        )
+    )
+    config.lock()
+    return config

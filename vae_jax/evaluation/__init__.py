@@ -1,0 +1,191 @@
+"""Evaluation of a trained run, as `--mode=analyze` does it: `evaluate_run` (numbers) and
+`analyze` (numbers into eval.json, figures into figures/ and TensorBoard).
+
+    likelihood.py       ELBO on batches (shared with training's periodic evaluation), IWAE,
+                        per-dimension KL, active units
+    disentanglement.py  MIG, DCI (datasets with ground-truth factors)
+    probes.py           linear probes of labels from the codes (CelebA attributes)
+
+All numbers are per example, in nats unless named bits_per_dim.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from vae_jax import config as config_lib
+from vae_jax import figures, parallel, report, writers
+from vae_jax import objectives as O
+from vae_jax.evaluation import disentanglement, likelihood, probes
+from vae_jax.run import Run, load_run
+
+__all__ = ["analyze", "evaluate_run", "format_table"]
+
+
+def evaluate_run(run: Run, key: jax.Array) -> dict:
+    """The evaluation suite on the run's test split, as a JSON-ready dict.
+
+    Sizes come from run.config.eval: analysis_examples (ELBO, active units, disentanglement,
+    probes; None: the whole split), iwae_examples and iwae_samples (IWAE), iwae_chunk (samples
+    per decoder call), batch_size.
+    """
+    cfg = run.config.eval
+    mesh = parallel.make_mesh()
+    parallel.check_divisible("eval.batch_size", cfg.batch_size, mesh)
+    elbo_fn = likelihood.make_elbo_fn(run.model, mesh)
+    elbo_key, iwae_key = jax.random.split(key)
+
+    def per_example(split: str, num_examples: int | None) -> dict[str, np.ndarray]:
+        batches = run.dataset(split, num_examples)
+        return likelihood.elbo_per_example(
+            elbo_fn, run.params, batches, elbo_key, mesh, cfg.batch_size
+        )
+
+    test = per_example("test", cfg.analysis_examples)
+    codes = test["mean"]
+    results = {"step": run.step, "num_examples": len(codes)}
+    results.update({name: float(test[name].mean()) for name in ("elbo", "rate", "distortion")})
+
+    images = np.concatenate([b["image"] for b in run.dataset("test", cfg.iwae_examples)])
+    nll = likelihood.iwae_nll(
+        run.model, run.params, images, iwae_key, cfg.iwae_samples, cfg.iwae_chunk
+    )
+    results.update(
+        iwae_nll=float(nll.mean()),
+        iwae_samples=cfg.iwae_samples,
+        iwae_examples=len(nll),
+        # −ELBO of the same examples, for the gap to the IWAE bound
+        iwae_examples_neg_elbo=float(-test["elbo"][: len(nll)].mean()),
+    )
+    if run.config.model.likelihood == "discretized_logistic":
+        results["bits_per_dim"] = O.bits_per_dim(results["iwae_nll"], run.image_shape)
+        results["elbo_bits_per_dim"] = O.bits_per_dim(-results["elbo"], run.image_shape)
+
+    num_active, variances = likelihood.active_units(codes)
+    results.update(
+        kl_per_dim=test["kl_per_dim"].mean(0).tolist(),
+        active_units=num_active,
+        active_unit_variances=variances.tolist(),
+    )
+    if "factors" in test:
+        results.update(disentanglement.factor_metrics(codes, test["factors"]))
+    if "attributes" in test:
+        # Fitted on as many training examples as there are test codes.
+        train = per_example("train", len(codes))
+        results.update(
+            probes.attribute_metrics(train["mean"], train["attributes"], codes, test["attributes"])
+        )
+    return results
+
+
+TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 7)
+MAX_TRAVERSAL_ROWS = 10
+FIGURE_COLUMNS = 8
+
+
+def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple]:
+    """Figure name -> (images [R, C, H, W, ch], title, row labels, column labels)."""
+    images = np.concatenate([b["image"] for b in run.dataset("test", 2 * FIGURE_COLUMNS)])
+    inputs = images[:FIGURE_COLUMNS]
+    figures_ = {
+        "reconstructions": (
+            np.stack([inputs, np.asarray(run.reconstruct(inputs))]),
+            f"Reconstructions at step {run.step} (decoded posterior means)",
+            ["test input", "reconstruction"],
+            None,
+        )
+    }
+    for temperature in (0.7, 1.0):
+        samples = np.asarray(
+            run.sample(jax.random.fold_in(key, 0), 4 * FIGURE_COLUMNS, temperature)
+        )
+        figures_[f"samples_t{temperature:g}"] = (
+            samples.reshape((4, FIGURE_COLUMNS) + samples.shape[1:]),
+            f"Samples, z ~ N(0, {temperature:g}² I), step {run.step}",
+            None,
+            None,
+        )
+    kl = np.asarray(results["kl_per_dim"])
+    active = np.asarray(results["active_unit_variances"]) > likelihood.ACTIVE_UNIT_THRESHOLD
+    by_kl = [int(d) for d in np.argsort(-kl) if active[d]] or [int(d) for d in np.argsort(-kl)]
+    dims = by_kl[:MAX_TRAVERSAL_ROWS]
+    figures_["traversals"] = (
+        np.asarray(run.traverse(inputs[0], dims, TRAVERSAL_VALUES)),
+        f"Latent traversals of one test image (active dimensions by KL), step {run.step}",
+        [f"z{d}  KL {kl[d]:.2f}" for d in dims],
+        [f"{v:+g}" for v in TRAVERSAL_VALUES],
+    )
+    pairs = [
+        np.asarray(run.interpolate(images[i], images[FIGURE_COLUMNS + i], FIGURE_COLUMNS))
+        for i in range(4)
+    ]
+    figures_["interpolations"] = (
+        np.stack(pairs),
+        f"Interpolations between posterior means of test images, step {run.step}",
+        None,
+        None,
+    )
+    return figures_
+
+
+def analyze(
+    workdir: str | Path, step: int | None = None, eval_overrides: dict | None = None
+) -> dict:
+    """Evaluates the run in `workdir` and writes <workdir>/eval.json (an earlier one is kept
+    aside) and figures/*.png (also logged to TensorBoard). `eval_overrides`
+    ({"eval.iwae_samples": 100, ...}) change the evaluation settings of the run's config.
+    Returns the evaluation dict."""
+    workdir = Path(workdir)
+    run = load_run(workdir, step)
+    overrides = dict(eval_overrides or {})
+    for key in overrides:
+        if not key.startswith("eval."):
+            raise config_lib.ConfigError(
+                f"--config.{key}: only eval.* settings apply to --mode=analyze"
+            )
+    run.config = config_lib.apply_overrides(run.config, overrides)
+    config_lib.validate(run.config)
+    key = jax.random.key(run.config.seed)
+    results = evaluate_run(run, key)
+    writers.write_evaluation(workdir, results)
+    writer = writers.MetricsWriter(workdir)
+    for name, (images, title, rows, columns) in analysis_figures(run, results, key).items():
+        figures.labelled_grid_png(images, workdir / "figures" / f"{name}.png", title, rows, columns)
+        flat = images.reshape((-1,) + images.shape[2:])
+        writer.write_images(
+            run.step, {f"analysis/{name}": figures.image_grid(flat, images.shape[1])}
+        )
+    writer.close()
+    return results
+
+
+TABLE_KEYS = (
+    "elbo",
+    "rate",
+    "distortion",
+    "iwae_nll",
+    "bits_per_dim",
+    "active_units",
+    "mig",
+    "dci_disentanglement",
+    "dci_completeness",
+    "dci_informativeness",
+    "attribute_probe_accuracy",
+)
+
+
+def format_table(results: dict) -> str:
+    """The headline numbers of an evaluation as a text table: label, value, eval.json key."""
+    rows = [
+        (report.header(key), report.format_metric(key, results[key]), key)
+        for key in TABLE_KEYS
+        if key in results
+    ]
+    label_width = max(len(label) for label, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
+    return "\n".join(
+        f"  {label:<{label_width}}  {value:>{value_width}}  {key}" for label, value, key in rows
+    )

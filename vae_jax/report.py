@@ -1,0 +1,94 @@
+"""How numbers are shown: the one table of metrics (label, which direction is better, format)
+that the training log, results.csv / results.md and the analysis table all read, and the
+formatting of numbers, durations and markdown tables.
+
+Metric keys are those of eval.json and metrics.jsonl; a split prefix ("test/elbo") names the
+same metric measured on that split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    label: str  # in log lines and table headers
+    better: str  # "higher", "lower", or "" where neither is (the rate trades against distortion)
+    fmt: str  # format spec of one value, or "duration" (seconds)
+
+
+# Nats per example unless named bits/dim; the IWAE bound is the tighter likelihood estimate.
+METRICS = {
+    "loss": Metric("loss", "lower", ".2f"),
+    "elbo": Metric("ELBO", "higher", ".2f"),
+    "rate": Metric("rate", "", ".2f"),
+    "distortion": Metric("distortion", "lower", ".2f"),
+    "elbo_bits_per_dim": Metric("ELBO bits/dim", "lower", ".3f"),
+    "iwae_nll": Metric("IWAE NLL", "lower", ".2f"),
+    "bits_per_dim": Metric("IWAE bits/dim", "lower", ".3f"),
+    "active_units": Metric("active units", "", ".1f"),
+    "mig": Metric("MIG", "higher", ".3f"),
+    "dci_disentanglement": Metric("DCI disentanglement", "higher", ".3f"),
+    "dci_completeness": Metric("DCI completeness", "higher", ".3f"),
+    "dci_informativeness": Metric("DCI informativeness", "higher", ".3f"),
+    "attribute_probe_accuracy": Metric("attribute probe accuracy", "higher", ".3f"),
+    "grad_norm": Metric("grad norm", "", ".2f"),
+    "skipped_steps": Metric("skipped", "lower", ".0f"),
+    "images_per_s": Metric("img/s", "higher", ".0f"),
+    "wall_time_s": Metric("wall time", "", "duration"),
+}
+
+ARROWS = {"higher": " ↑", "lower": " ↓", "": ""}
+
+
+def metric(key: str) -> Metric:
+    """The table entry of `key`, a split prefix ("test/") ignored."""
+    return METRICS[key.rsplit("/", 1)[-1]]
+
+
+def label(key: str) -> str:
+    """The label, after the split when prefixed: "test/elbo" -> "test ELBO"."""
+    split = key.rsplit("/", 1)[0] + " " if "/" in key else ""
+    return split + metric(key).label
+
+
+def in_table_order(keys) -> list[str]:
+    """`keys` sorted as the metric table lists them (log lines read the same every time)."""
+    order = list(METRICS)
+    return sorted(keys, key=lambda key: order.index(key.rsplit("/", 1)[-1]))
+
+
+def header(key: str) -> str:
+    """Table column header: the label and ↑ / ↓ for the better direction."""
+    return label(key) + ARROWS[metric(key).better]
+
+
+def format_duration(seconds: float) -> str:
+    """45 -> "45s", 305 -> "5m05s", 7380 -> "2h03m"."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def format_number(value: float | None, fmt: str) -> str:
+    """One value in `fmt` (a format spec or "duration"); "" for None and NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return format_duration(value) if fmt == "duration" else format(value, fmt)
+
+
+def format_metric(key: str, value: float | None) -> str:
+    """A value of metric `key` in its table format."""
+    return format_number(value, metric(key).fmt)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]], numeric_from: int) -> str:
+    """A GitHub table; columns from `numeric_from` on are right-aligned."""
+    align = ["---" if i < numeric_from else "---:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
