@@ -10,20 +10,32 @@ python launch.py --mode=analyze --workdir=runs/shapes                     # eval
 python launch.py --mode=summarize --workdir=runs/shapes_sweep             # results.md, plot
 """
 
+import difflib
 import functools
+import importlib.util
 import logging as python_logging
+import os
+import re
 import sys
 from pathlib import Path
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vae_jax import evaluation, preemption, results, sweep, train
 from vae_jax.config import CONFIG_FILE, ConfigError
 from vae_jax.data import DataNotFoundError
+from vae_jax.workdir_lock import WorkdirLockedError
 
-config_flags.DEFINE_config_file("config", "experiments/shapes.py", "Experiment config file.")
+DEFAULT_CONFIG = "experiments/shapes.py"
+EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
+
+# No default here: config_flags would load it, and apply --config.* overrides, while this module
+# is imported, where a mistake can only end in a traceback. parse_flags supplies it instead.
+config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].")
+flags.FLAGS["config"].default_as_str = repr(DEFAULT_CONFIG)  # what --help shows
 flags.DEFINE_string(
     "workdir",
     None,
@@ -66,6 +78,89 @@ flags.DEFINE_integer("process_id", None, "With --distributed: this process's ind
 FLAGS = flags.FLAGS
 
 
+def config_argument(argv: list[str]) -> str | None:
+    """The value of the last --config in argv ("path[:variant]"); None without one."""
+    value, args = None, iter(argv[1:])
+    for arg in args:
+        if arg == "--":
+            break
+        if arg in ("--config", "-config"):
+            value = next(args, "")
+        elif arg.startswith(("--config=", "-config=")):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def override_keys(argv: list[str]) -> list[str]:
+    """The dotted keys of the --config.<key>[=value] (and --noconfig.<key>) overrides in argv."""
+    keys = []
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        if match := re.match(r"--?(?:no)?config\.([^=]+)", arg):
+            keys.append(match.group(1))
+    return keys
+
+
+def load_experiment(spec: str) -> ml_collections.ConfigDict:
+    """get_config(variant) of the experiment file in `spec` ("path[:variant]"), called as
+    config_flags calls it. Raises ConfigError for a missing file or an unknown variant."""
+    path, colon, variant = spec.partition(":")
+    if not Path(path).is_file():
+        experiments = sorted(
+            os.path.relpath(p)
+            for p in EXPERIMENTS.glob("*.py")
+            if p.stem not in ("__init__", "base")
+        )
+        raise ConfigError(
+            f"--config={spec}: no experiment file {path}; the experiments are: "
+            + ", ".join(experiments)
+        )
+    module_spec = importlib.util.spec_from_file_location("experiment_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    try:
+        return module.get_config(*([variant] if colon else []))
+    except ConfigError as error:
+        raise ConfigError(f"--config={spec}: {error}") from None
+
+
+def check_override_keys(config: ml_collections.ConfigDict, keys: list[str]) -> None:
+    """Raises ConfigError for an override of a key `config` does not have, naming the closest
+    key and the keys its section has."""
+    for key in keys:
+        section, path = config, []
+        for part in key.split("."):
+            if not isinstance(section, ml_collections.ConfigDict):
+                raise ConfigError(f"--config.{key}: {'.'.join(path)} is a value, not a section")
+            if part not in section:
+                where = ".".join(path) or "the config"
+                choices = sorted(section.keys())
+                guess = difflib.get_close_matches(part, choices, n=1)
+                prefix = "".join(f"{p}." for p in path)
+                hint = f"did you mean --config.{prefix}{guess[0]}? " if guess else ""
+                raise ConfigError(
+                    f"--config.{key}: {where} has no key {part!r}; {hint}"
+                    f"{where} has: {', '.join(choices)}"
+                )
+            section = section[part]
+            path.append(part)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing (app.run's flags_parser), with the default --config made explicit and
+    the mistakes config_flags reports with a traceback, or not at all, reported in one line: a
+    missing config file, an unknown :variant, an override of a key the config does not have."""
+    if config_argument(argv) is None:
+        argv = [argv[0], f"--config={DEFAULT_CONFIG}", *argv[1:]]
+    try:
+        check_override_keys(load_experiment(config_argument(argv)), override_keys(argv))
+    except ConfigError as error:
+        sys.stderr.write(f"ConfigError: {error}\n")  # before flags: absl logging is not set up
+        sys.exit(1)
+    return app.parse_flags_with_usage(argv)
+
+
 def config_path() -> Path:
     """The --config file, without its `:tiny`-style argument (split as config_flags does)."""
     return Path(config_flags.get_config_filename(FLAGS["config"]).split(":", 1)[0])
@@ -85,6 +180,12 @@ def quiet_orbax_info(record) -> bool:
 def analyze(workdir: Path) -> None:
     """Evaluates one run, or every finished point of a sweep directory and then summarizes."""
     overrides = FLAGS["config"].override_values  # --config.eval.* given on the command line
+    if not workdir.is_dir():
+        problem = "is not a folder" if workdir.exists() else "does not exist"
+        raise app.UsageError(
+            f"--workdir={workdir} {problem}; --mode=analyze needs the workdir of a run "
+            "(with config.json and checkpoints/) or of a sweep"
+        )
     runs = [workdir] if (workdir / CONFIG_FILE).is_file() else results.finished_points(workdir)
     if not runs:
         raise app.UsageError(f"{workdir} holds neither a run (config.json) nor finished points")
@@ -102,8 +203,8 @@ def main(argv):
         run_mode()
     except preemption.StoppedBySignal as stop:  # preemption: the checkpoint is saved, exit 0
         logging.info("Training %s", stop)
-    except (ConfigError, DataNotFoundError) as error:  # the message says what to do
-        logging.error("%s: %s", type(error).__name__, error)
+    except (ConfigError, DataNotFoundError, WorkdirLockedError, app.UsageError) as error:
+        logging.error("%s: %s", type(error).__name__, error)  # the message says what to do
         sys.exit(1)
 
 
@@ -150,4 +251,4 @@ def run_mode() -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -25,7 +25,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from vae_jax import config as config_lib
-from vae_jax import data, parallel, train
+from vae_jax import data, optim, parallel, train
 from vae_jax.models import make_model
 
 config_flags.DEFINE_config_file("config", "experiments/shapes.py", "Experiment config file.")
@@ -64,7 +64,7 @@ def main(argv):
         batches = synthetic_batches(local_rows, image_shape)
 
     model = make_model(config.model, image_shape, config.train.compute_dtype)
-    optimizer = train.make_optimizer(config.train)
+    optimizer = optim.make_optimizer(config.train)
     key = jax.random.key(config.seed)
     start = time.perf_counter()
     state = jax.block_until_ready(

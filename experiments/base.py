@@ -1,11 +1,29 @@
 """What experiment files share: the schema's `get_config()` (every key with its default, from
-vae_jax/config/schema.py), the `:tiny` shrinking, and the standard sweep grid."""
+vae_jax/config/schema.py), the `:tiny` shrinking, the checking of `:variant` arguments, and the
+standard sweep grid."""
 
 import ml_collections
 
-from vae_jax.config import get_config
+from vae_jax.config import ConfigError, get_config
 
-__all__ = ["beta_latent_seed_sweep", "get_config", "make_tiny"]
+__all__ = ["beta_latent_seed_sweep", "get_config", "make_tiny", "variant_options"]
+
+
+def variant_options(arg: str, variants: tuple[str, ...]) -> set[str]:
+    """The options of a `--config=<file>:<arg>` argument, comma-separated ("conv,tiny"); "" is
+    the full run.
+
+    Raises ConfigError naming the unknown options and the experiment's `variants`, so that a
+    mistyped variant fails instead of silently training the full run.
+    """
+    options = set(arg.split(",")) - {""}
+    unknown = sorted(options - set(variants))
+    if unknown:
+        raise ConfigError(
+            f"unknown variant {', '.join(map(repr, unknown))}; this experiment's variants: "
+            f"{', '.join(variants)} (comma-separated; none for the full run)"
+        )
+    return options
 
 
 def beta_latent_seed_sweep(latent_dims: tuple[int, ...]) -> list[dict]:

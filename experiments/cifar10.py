@@ -9,6 +9,8 @@ import ml_collections
 
 from experiments import base
 
+VARIANTS = ("tiny",)
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = base.get_config()
@@ -23,6 +25,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.train.batch_size = 64
     config.train.num_steps = 200_000
     config.train.learning_rate = 5e-4
-    if arg == "tiny":
+    if "tiny" in base.variant_options(arg, VARIANTS):
         base.make_tiny(config)
     return config

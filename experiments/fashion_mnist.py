@@ -9,6 +9,8 @@ import ml_collections
 
 from experiments import base
 
+VARIANTS = ("tiny",)
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = base.get_config()
@@ -22,6 +24,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.train.batch_size = 128
     config.train.num_steps = 50_000
     config.train.learning_rate = 1e-3
-    if arg == "tiny":
+    if "tiny" in base.variant_options(arg, VARIANTS):
         base.make_tiny(config)
     return config

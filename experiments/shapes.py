@@ -13,6 +13,8 @@ import ml_collections
 
 from experiments import base
 
+VARIANTS = ("tiny",)
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config = base.get_config()
@@ -29,7 +31,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 1_000
     config.eval.num_examples = 2_048
     config.eval.iwae_examples = 128  # x 1000 samples: about two minutes on 2 CPU cores
-    if arg == "tiny":
+    if "tiny" in base.variant_options(arg, VARIANTS):
         base.make_tiny(config)
     return config
 

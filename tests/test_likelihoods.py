@@ -97,9 +97,159 @@ def test_discretized_logistic_log_prob_sums_pixels_per_example():
     )
 
 
-@pytest.mark.parametrize("cls", [L.Gaussian, L.DiscretizedLogistic])
-def test_mean_is_an_image_in_unit_interval(cls):
+@pytest.mark.parametrize(
+    "likelihood",
+    [
+        lambda loc: L.Gaussian(loc, jnp.zeros(())),
+        lambda loc: L.GaussianOptimalScale(loc),
+    ],
+    ids=["gaussian", "gaussian_optimal"],
+)
+def test_gaussian_mean_is_the_location_clipped_to_unit_interval(likelihood):
     loc = jnp.linspace(-1.0, 2.0, 24).reshape(1, 2, 4, 3)
-    mean = np.asarray(cls(loc, jnp.zeros(())).mean())
+    mean = np.asarray(likelihood(loc).mean())
     assert mean.min() == 0.0 and mean.max() == 1.0
     np.testing.assert_allclose(mean, np.clip(np.asarray(loc), 0, 1))
+
+
+def numpy_discretized_logistic_mean(loc, log_scale):
+    """Σ_k (k/255) P(k/255) in float64: [...]."""
+    return numpy_discretized_logistic_probs(loc, np.exp(log_scale)) @ (np.arange(256) / 255.0)
+
+
+def test_discretized_logistic_mean_is_the_expectation_over_the_256_levels():
+    rng = np.random.default_rng(4)
+    loc = rng.uniform(-0.5, 1.5, size=(4, 5, 6, 3))
+    log_scale = rng.uniform(-9, 3, size=loc.shape)
+    want = numpy_discretized_logistic_mean(loc, log_scale)
+    with jax.enable_x64(True):
+        got64 = np.asarray(L.DiscretizedLogistic(jnp.asarray(loc), jnp.asarray(log_scale)).mean())
+    np.testing.assert_allclose(got64, want, rtol=0, atol=1e-12)
+    likelihood = L.DiscretizedLogistic(
+        jnp.asarray(loc, jnp.float32), jnp.asarray(log_scale, jnp.float32)
+    )
+    got = np.asarray(likelihood.mean())
+    assert got.shape == loc.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-6)
+
+
+def test_discretized_logistic_mean_is_half_grey_when_loc_above_one_has_a_huge_scale():
+    """A decoder for dark-on-white digits may put loc >= 1 with a huge scale: half the mass in
+    each edge bin. The mean image is then grey (~0.5, showing the digit by contrast), not the
+    blank white that clip(loc) = 1 gives."""
+    loc, log_scale = np.array([1.0, 1.3, 2.0]), np.array([6.0, 8.0, 10.0])
+    edge_mass = numpy_discretized_logistic_probs(loc, np.exp(log_scale))[:, [0, -1]]
+    np.testing.assert_allclose(edge_mass, 0.5, atol=0.01)  # the situation described
+    want = numpy_discretized_logistic_mean(loc, log_scale)
+    got = np.asarray(
+        L.DiscretizedLogistic(
+            jnp.asarray(loc, jnp.float32).reshape(3, 1, 1, 1),
+            jnp.asarray(log_scale, jnp.float32).reshape(3, 1, 1, 1),
+        ).mean()
+    ).ravel()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got, 0.5, atol=0.01)
+
+
+def draws(likelihood, num: int, seed: int = 0) -> np.ndarray:
+    """`num` independent x ~ p(x|z): [num, ...parameter shape]."""
+    keys = jax.random.split(jax.random.key(seed), num)
+    return np.asarray(jax.vmap(likelihood.sample)(keys))
+
+
+# Monte Carlo checks: a frequency or mean must lie within 5 standard errors of its true value
+# (a false alarm about once in 1.7 million per compared number).
+MC_DRAWS = 20_000
+MC_STANDARD_ERRORS = 5.0
+
+
+def frequency_tolerance(p: np.ndarray) -> np.ndarray:
+    """5 standard errors of a frequency of probability p, plus two draws for rare outcomes
+    (N·p << 1), where the normal approximation behind "5 standard errors" fails."""
+    return MC_STANDARD_ERRORS * np.sqrt(p * (1 - p) / MC_DRAWS) + 2 / MC_DRAWS
+
+
+def test_bernoulli_sample_frequencies_match_probabilities():
+    logits = jnp.asarray([-12.0, -3.0, -0.5, 0.0, 1.0, 4.0, 12.0]).reshape(1, 1, 7, 1)
+    x = draws(L.Bernoulli(logits), MC_DRAWS)
+    assert x.shape == (MC_DRAWS, 1, 1, 7, 1) and x.dtype == np.float32
+    assert set(np.unique(x)) <= {0.0, 1.0}
+    p = numpy_sigmoid(np.asarray(logits, np.float64))
+    np.testing.assert_array_less(np.abs(x.mean(0, dtype=np.float64) - p), frequency_tolerance(p))
+
+
+def test_gaussian_sample_has_the_distribution_mean_and_scale_without_clipping():
+    loc = jnp.asarray([0.0, 0.3, 1.0]).reshape(1, 1, 3)
+    log_scale = jnp.log(jnp.asarray([0.1, 0.5, 0.02]))  # [C]
+    x = draws(L.Gaussian(loc, log_scale), MC_DRAWS)
+    assert x.shape == (MC_DRAWS, 1, 1, 3)
+    sigma = np.exp(np.asarray(log_scale))
+    mean_tolerance = MC_STANDARD_ERRORS * sigma / np.sqrt(MC_DRAWS)
+    np.testing.assert_array_less(
+        np.abs(x.mean(0, dtype=np.float64).ravel() - np.asarray(loc).ravel()), mean_tolerance
+    )
+    # The standard error of a sample standard deviation is about σ / √(2n).
+    std_tolerance = MC_STANDARD_ERRORS * sigma / np.sqrt(2 * MC_DRAWS)
+    np.testing.assert_array_less(np.abs(x.std(0, dtype=np.float64).ravel() - sigma), std_tolerance)
+    assert x.min() < 0.0 and x.max() > 1.0  # the raw draw, not clipped to [0, 1]
+
+
+def test_gaussian_optimal_scale_cannot_sample_without_an_image():
+    with pytest.raises(TypeError, match="fitted"):
+        L.GaussianOptimalScale(jnp.zeros((1, 2, 2, 1))).sample(jax.random.key(0))
+
+
+def test_discretized_logistic_sample_frequencies_match_bin_probabilities():
+    loc = np.array([0.5, 0.02, 1.3, 0.7])
+    log_scale = np.array([-4.0, -3.0, 2.0, -7.0])
+    likelihood = L.DiscretizedLogistic(
+        jnp.asarray(loc, jnp.float32).reshape(4, 1, 1, 1),
+        jnp.asarray(log_scale, jnp.float32).reshape(4, 1, 1, 1),
+    )
+    x = draws(likelihood, MC_DRAWS).reshape(MC_DRAWS, 4)
+    levels = np.rint(x * 255.0)
+    np.testing.assert_allclose(x * 255.0, levels, atol=1e-4)  # on the 8-bit grid
+    assert x.min() == 0.0 and x.max() == 1.0
+    frequencies = np.stack([np.bincount(levels[:, i].astype(int), minlength=256) for i in range(4)])
+    frequencies = frequencies / MC_DRAWS
+    p = numpy_discretized_logistic_probs(loc, np.exp(log_scale))  # [4, 256]
+    np.testing.assert_array_less(np.abs(frequencies - p), frequency_tolerance(p))
+    values = np.arange(256) / 255.0
+    mean, std = p @ values, np.sqrt(p @ values**2 - (p @ values) ** 2)
+    mean_tolerance = MC_STANDARD_ERRORS * std / np.sqrt(MC_DRAWS)
+    np.testing.assert_array_less(np.abs(x.mean(0, dtype=np.float64) - mean), mean_tolerance)
+
+
+def numpy_gaussian_log_prob(x, loc, sigma):
+    """Σ over [H, W, C] of log N(x; loc, σ²) in float64: [B]."""
+    log_density = -0.5 * ((x - loc) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+    return np.broadcast_to(log_density, np.broadcast_shapes(x.shape, loc.shape)).sum((-3, -2, -1))
+
+
+def test_gaussian_optimal_log_prob_is_the_gaussian_at_sigma_squared_mse_floored():
+    rng = np.random.default_rng(5)
+    loc = rng.uniform(size=(3, 4, 5, 2))
+    x = loc + np.array([0.2, 0.01, 0.0002]).reshape(3, 1, 1, 1) * rng.normal(size=loc.shape)
+    mse = np.mean((x - loc) ** 2, axis=(1, 2, 3))
+    assert mse[-1] < L.MIN_GAUSSIAN_SCALE**2 < mse[0]  # one example below the floor
+    sigma = np.sqrt(np.maximum(mse, L.MIN_GAUSSIAN_SCALE**2)).reshape(3, 1, 1, 1)
+    want = numpy_gaussian_log_prob(x, loc, sigma)
+    with jax.enable_x64(True):
+        got64 = np.asarray(L.GaussianOptimalScale(jnp.asarray(loc)).log_prob(jnp.asarray(x)))
+    np.testing.assert_allclose(got64, want, rtol=1e-12)
+    got = L.GaussianOptimalScale(jnp.asarray(loc, jnp.float32)).log_prob(x.astype(np.float32))
+    assert got.shape == (3,)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+
+
+def test_gaussian_optimal_log_prob_is_the_maximum_over_sigma():
+    rng = np.random.default_rng(6)
+    loc = rng.uniform(size=(2, 3, 3, 3))
+    x = np.clip(loc + 0.1 * rng.normal(size=loc.shape), 0, 1)
+    sigmas = np.geomspace(L.MIN_GAUSSIAN_SCALE, 10.0, 2001)
+    on_grid = np.stack([numpy_gaussian_log_prob(x, loc, s) for s in sigmas])  # [S, B]
+    with jax.enable_x64(True):
+        optimal = np.asarray(L.GaussianOptimalScale(jnp.asarray(loc)).log_prob(jnp.asarray(x)))
+    assert np.all(on_grid <= optimal + 1e-9), np.max(on_grid - optimal)
+    # The grid's best σ is 0.5 % from the optimum at most, within 1e-3 nats of it.
+    np.testing.assert_allclose(on_grid.max(0), optimal, atol=1e-3)

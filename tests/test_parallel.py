@@ -55,9 +55,9 @@ def test_eight_devices_give_the_loss_curve_and_test_elbo_of_one(tmp_path):
         curve_one = [r[name] for r in one if name in r]
         assert len(curve_one) == 5
         np.testing.assert_allclose(curve_eight, curve_one, rtol=1e-5, err_msg=name)
-    test_eight = [r for r in eight if "test/elbo" in r]
-    test_one = [r for r in one if "test/elbo" in r]
-    for name in ["test/elbo", "test/rate", "test/distortion"]:
+    test_eight = [r for r in eight if "validation/elbo" in r]
+    test_one = [r for r in one if "validation/elbo" in r]
+    for name in ["validation/elbo", "validation/rate", "validation/distortion"]:
         np.testing.assert_allclose(test_eight[0][name], test_one[0][name], rtol=1e-5)
 
 
@@ -99,7 +99,7 @@ def test_two_processes_with_four_devices_each_train_like_one_device(tmp_path):
     train.train_and_evaluate(config, tmp_path / "one")
     two, one = read_metrics(tmp_path / "two"), read_metrics(tmp_path / "one")
     assert [r["step"] for r in two] == [r["step"] for r in one]
-    for name in ["loss", "grad_norm", "test/elbo"]:
+    for name in ["loss", "grad_norm", "validation/elbo"]:
         curve_two = [r[name] for r in two if name in r]
         curve_one = [r[name] for r in one if name in r]
         np.testing.assert_allclose(curve_two, curve_one, rtol=1e-5, err_msg=name)

@@ -5,6 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
+from vae_jax import data
+from vae_jax.config import get_config
 from vae_jax.data import shapes
 
 SQUARE, ELLIPSE, HEART = 0, 1, 2
@@ -148,22 +150,22 @@ def test_factor_values_span_the_stated_ranges():
     np.testing.assert_allclose(values[1], [2, 1.0, 2 * np.pi * 39 / 40, 1, 1], rtol=1e-6)
 
 
-def test_split_is_disjoint_covers_all_images_and_is_deterministic_per_seed():
-    train, test = shapes.split(0)
-    assert len(test) == shapes.NUM_TEST
-    assert len(train) == shapes.NUM_IMAGES - shapes.NUM_TEST
-    assert not np.intersect1d(train, test).size
+def test_splits_are_disjoint_cover_all_images_and_are_deterministic_per_seed():
+    splits = shapes.splits(0)
+    assert len(splits["test"]) == shapes.NUM_TEST
+    assert len(splits["validation"]) == shapes.NUM_VALIDATION
+    assert len(splits["train"]) == shapes.NUM_IMAGES - shapes.NUM_TEST - shapes.NUM_VALIDATION
+    for a, b in itertools.combinations(("train", "validation", "test"), 2):
+        assert not np.intersect1d(splits[a], splits[b]).size, f"{a} and {b} overlap"
     np.testing.assert_array_equal(
-        np.sort(np.concatenate([train, test])), np.arange(shapes.NUM_IMAGES)
+        np.sort(np.concatenate(list(splits.values()))), np.arange(shapes.NUM_IMAGES)
     )
-    again_train, again_test = shapes.split(0)
-    np.testing.assert_array_equal(train, again_train)
-    np.testing.assert_array_equal(test, again_test)
+    for name, indices in shapes.splits(0).items():
+        np.testing.assert_array_equal(indices, splits[name], err_msg=name)
 
 
-def test_split_differs_between_seeds():
-    _, test0 = shapes.split(0)
-    _, test1 = shapes.split(1)
+def test_splits_differ_between_seeds():
+    test0, test1 = shapes.splits(0)["test"], shapes.splits(1)["test"]
     overlap = np.intersect1d(test0, test1).size
     assert overlap < 0.1 * shapes.NUM_TEST, f"seeds 0 and 1 share {overlap} test images"
 
@@ -186,30 +188,55 @@ def test_train_batches_resumed_at_step_k_equal_a_straight_run_from_its_kth_batch
     assert not np.array_equal(straight[0]["factors"], straight[1]["factors"])
 
 
-def test_train_batches_draw_only_from_the_train_split():
-    _, test = shapes.split(shapes.SPLIT_SEED)
-    drawn = [
-        b["factors"] for b in itertools.islice(shapes.train_batches(seed=4, batch_size=256), 8)
-    ]
-    flat = np.ravel_multi_index(np.concatenate(drawn).T, shapes.FACTOR_SIZES)
-    assert not np.intersect1d(flat, test).size
+def flat_indices(batches) -> np.ndarray:
+    """The flat image indices of the factors in `batches`, concatenated: [N]."""
+    factors = np.concatenate([b["factors"] for b in batches])
+    return np.ravel_multi_index(factors.T, shapes.FACTOR_SIZES)
 
 
-def test_test_batches_are_the_test_split_in_order_with_a_smaller_last_batch():
-    _, test = shapes.split(shapes.SPLIT_SEED)
-    batches = list(shapes.test_batches(batch_size=32, num_examples=100))
+def test_train_batches_draw_only_from_the_train_split_never_validation_or_test():
+    splits = shapes.splits(shapes.SPLIT_SEED)
+    drawn = flat_indices(itertools.islice(shapes.train_batches(seed=4, batch_size=256), 8))
+    assert np.isin(drawn, splits["train"]).all()
+    assert not np.intersect1d(drawn, splits["validation"]).size
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_eval_batches_are_the_split_asked_for_in_order_with_a_smaller_last_batch(split):
+    batches = list(shapes.eval_batches(split, batch_size=32, num_examples=100))
     assert [len(b["image"]) for b in batches] == [32, 32, 32, 4]
-    flat = np.ravel_multi_index(
-        np.concatenate([b["factors"] for b in batches]).T, shapes.FACTOR_SIZES
+    np.testing.assert_array_equal(
+        flat_indices(batches), shapes.splits(shapes.SPLIT_SEED)[split][:100]
     )
-    np.testing.assert_array_equal(flat, test[:100])
 
 
-def test_test_batches_default_to_the_whole_test_split():
-    sizes = [len(b["factors"]) for b in shapes.test_batches(batch_size=4096)]
+def test_eval_batches_default_to_the_whole_split():
+    sizes = [len(b["factors"]) for b in shapes.eval_batches("test", batch_size=4096)]
     assert sizes == [4096, 4096, shapes.NUM_TEST - 8192]
 
 
-def test_test_batches_reject_more_examples_than_the_test_split_holds():
+def test_eval_batches_reject_more_examples_than_the_split_holds():
     with pytest.raises(ValueError, match="num_examples"):
-        shapes.test_batches(batch_size=8, num_examples=shapes.NUM_TEST + 1)
+        shapes.eval_batches("validation", batch_size=8, num_examples=shapes.NUM_VALIDATION + 1)
+
+
+def test_eval_batches_of_an_unknown_split_name_the_three_splits():
+    with pytest.raises(ValueError, match="'valid' is not one of: train, validation, test"):
+        shapes.eval_batches("valid", batch_size=8)
+
+
+def test_data_eval_batches_of_shapes_serve_exactly_the_split_asked_for():
+    config = get_config()
+    config.eval.batch_size = 50
+    for split in ("train", "validation", "test"):
+        batches = data.eval_batches(config, split, 100)
+        want = shapes.splits(shapes.SPLIT_SEED)[split][:100]
+        np.testing.assert_array_equal(flat_indices(batches), want, err_msg=split)
+        np.testing.assert_array_equal(flat_indices(batches), want, err_msg=f"{split}, 2nd pass")
+    with pytest.raises(ValueError, match="is not one of: train, validation, test"):
+        data.eval_batches(config, "val", 100)
+
+
+def test_image_shape_of_shapes_is_64x64x1():
+    config = get_config()
+    assert data.image_shape(config.dataset) == (64, 64, 1)

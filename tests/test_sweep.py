@@ -185,7 +185,9 @@ def test_tiny_shapes_sweep_one_point_then_all_then_nothing_and_a_summary(tmp_pat
     for row in summary.rows:
         assert row["status"] == "finished" and row["steps"] == 10, row
         np.testing.assert_allclose(
-            row["test/elbo"], -(row["test/rate"] + row["test/distortion"]), rtol=1e-5
+            row["validation/elbo"],
+            -(row["validation/rate"] + row["validation/distortion"]),
+            rtol=1e-5,
         )
         assert row["wall_time_s"] > 0
     with open(tmp_path / "results.csv") as f:
@@ -205,7 +207,14 @@ def test_tiny_shapes_sweep_one_point_then_all_then_nothing_and_a_summary(tmp_pat
 
 
 def fake_point(
-    workdir, overrides, step, num_steps=10, test=None, analysis=None, wall=None, eval_step=None
+    workdir,
+    overrides,
+    step,
+    num_steps=10,
+    validation=None,
+    analysis=None,
+    wall=None,
+    eval_step=None,
 ):
     """A point directory as train.py, --mode=analyze (of checkpoint `eval_step`, default the
     latest) and run_sweep leave it."""
@@ -213,10 +222,10 @@ def fake_point(
     config = config_lib.apply_overrides(tiny_config(num_steps), overrides)
     config_lib.write_config(point_dir, config)
     (point_dir / "checkpoints" / str(step)).mkdir(parents=True)
-    if test is not None:
-        rate, distortion = test
-        record = {"step": step, "test/elbo": -(rate + distortion), "test/rate": rate}
-        record["test/distortion"] = distortion
+    if validation is not None:
+        rate, distortion = validation
+        record = {"step": step, "validation/elbo": -(rate + distortion)}
+        record.update({"validation/rate": rate, "validation/distortion": distortion})
         (point_dir / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     if analysis is not None:
         record = {"step": step if eval_step is None else eval_step, **analysis}
@@ -233,23 +242,23 @@ def test_summary_averages_seeds_reads_eval_json_and_lists_missing_and_unfinished
         tmp_path,
         points[0],
         10,
-        test=(10.0, 90.0),
-        analysis={"iwae_nll": 95.0, "mig": 0.1},
+        validation=(10.0, 90.0),
+        analysis={"iwae_nll": 95.0, "iwae_nll_se": 0.5, "mig": 0.1},
         wall=60.0,
     )
-    fake_point(tmp_path, points[1], 10, test=(12.0, 88.0), analysis={"mig": 0.3}, wall=120.0)
-    fake_point(tmp_path, points[2], 5, test=(5.0, 100.0))  # interrupted at step 5 of 10
+    fake_point(tmp_path, points[1], 10, validation=(12.0, 88.0), analysis={"mig": 0.3}, wall=120.0)
+    fake_point(tmp_path, points[2], 5, validation=(5.0, 100.0))  # interrupted at step 5 of 10
 
     summary = results.summarize(tmp_path)
     assert [r["status"] for r in summary.rows] == ["finished", "finished", "unfinished", "missing"]
     assert summary.incomplete == ["beta=4,seed=0", "beta=4,seed=1"]
-    assert summary.rows[1]["iwae_nll"] is None and summary.rows[1]["mig"] == 0.3
+    assert summary.rows[1]["test/iwae_nll"] is None and summary.rows[1]["mig"] == 0.3
 
     with open(tmp_path / "results.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert len(csv_rows) == 4
-    assert set(results.EVAL_COLUMNS) <= set(csv_rows[0])
-    assert csv_rows[0]["iwae_nll"] == "95.0" and csv_rows[1]["iwae_nll"] == ""
+    assert {"test_elbo", "test_iwae_nll", "test_iwae_nll_se", "mig"} <= set(csv_rows[0])
+    assert csv_rows[0]["test_iwae_nll"] == "95.0" and csv_rows[1]["test_iwae_nll"] == ""
     assert csv_rows[0]["dci_disentanglement"] == "" and csv_rows[3]["status"] == "missing"
 
     markdown = (tmp_path / "results.md").read_text()
@@ -259,6 +268,7 @@ def test_summary_averages_seeds_reads_eval_json_and_lists_missing_and_unfinished
         ["1", "1", "10"],
         ["4", "0", "5 of 10"],
     ]
+    assert "95.00 ± 0.50" in per_point[0]  # a point's value ± its standard error over examples
     header = markdown.split("## Per point")[1].split("\n\n")[1].splitlines()[0]
     assert "IWAE NLL" in header and "MIG" in header and "DCI" not in header
     grouped = table_rows(markdown, "## Mean ± std over seeds")
@@ -305,6 +315,6 @@ def test_sweep_list_prints_every_point_with_its_index(tmp_path):
 
 def test_summary_ignores_an_eval_json_of_an_earlier_checkpoint(tmp_path):
     point = {"objective.beta": 1, "seed": 0}
-    fake_point(tmp_path, point, 10, test=(10.0, 90.0), analysis={"mig": 0.5}, eval_step=5)
+    fake_point(tmp_path, point, 10, validation=(10.0, 90.0), analysis={"mig": 0.5}, eval_step=5)
     row = results.summarize(tmp_path).rows[0]
     assert row["status"] == "finished" and row["mig"] is None

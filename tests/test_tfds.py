@@ -2,6 +2,8 @@
 real offline build from the files in ../shared/data where they are present."""
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +19,40 @@ from vae_jax.data.tfds import CELEB_A_FILES
 from vae_jax.writers import read_metrics
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+MNIST_SIZES = {"train": 60_000, "test": 10_000}
+CELEB_A_SIZES = {"train": 162_770, "validation": 19_867, "test": 19_962}
 
 
-@pytest.fixture
-def no_network(monkeypatch):
+def refuse_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the data layer tried to reach the network")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    refuse_network(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def cmaterdb_config(tmp_path_factory):
+    """The tiny CIFAR-10 config on real cmaterdb/bangla (5,000 train, 1,000 test), built offline
+    from the files in ../shared/data once for this module."""
+    if not (SHARED_DATA / "cmaterdb" / "bangla").is_dir():
+        pytest.skip("real cmaterdb files are not in ../shared/data")
+    config = cifar10.get_config("tiny")
+    config.dataset.update(
+        name="cmaterdb/bangla",
+        data_dir=str(tmp_path_factory.mktemp("tfds")),
+        manual_dir=str(SHARED_DATA / "cmaterdb" / "bangla"),
+    )
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        refuse_network(monkeypatch)
+        tfds_source.prepare(config.dataset)
+    return config
 
 
 def celeb_a_config(tmp_path, with_manual_files=True):
@@ -43,6 +70,152 @@ def celeb_a_config(tmp_path, with_manual_files=True):
 
 def take(iterator, n):
     return [next(iterator) for _ in range(n)]
+
+
+def mnist_config(tmp_path):
+    """The tiny MNIST config in tmp_path, without flips or binarisation: batches hold the
+    dataset's own pixels, so images can be matched across splits."""
+    config = mnist.get_config("tiny")
+    config.dataset.update(data_dir=str(tmp_path / "tfds"), dynamic_binarization=False)
+    return config
+
+
+def image_list(batches) -> list[bytes]:
+    """Every image [H, W, C] in `batches`, in order, as bytes."""
+    return [image.tobytes() for batch in batches for image in batch["image"]]
+
+
+def image_set(batches) -> set[bytes]:
+    """Every image [H, W, C] in `batches`, as bytes."""
+    return set(image_list(batches))
+
+
+def raw_train_images(config, num_examples: int) -> list[bytes]:
+    """TFDS's own "train" split (before any carving) through the evaluation preprocessing."""
+    d = config.dataset
+    dataset_builder = tfds_source.builder(d)
+    examples = dataset_builder.as_dataset(
+        split="train", shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+    )
+    preprocess = pipeline.preprocess_fn(d.crop, d.image_size, 1)
+    return [
+        preprocess({"image": e["image"]})["image"].numpy().tobytes()
+        for e in examples.take(num_examples)
+    ]
+
+
+@pytest.mark.parametrize(
+    "sizes, split, want",
+    [
+        (MNIST_SIZES, "train", ("train[:54000]", 54_000)),
+        (MNIST_SIZES, "validation", ("train[54000:]", 6_000)),
+        (MNIST_SIZES, "test", ("test", 10_000)),
+        ({"train": 50_000, "test": 10_000}, "validation", ("train[45000:]", 5_000)),
+        ({"train": 500_000, "test": 10_000}, "validation", ("train[490000:]", 10_000)),
+        ({"train": 5_000, "test": 1_000}, "train", ("train[:4500]", 4_500)),
+    ],
+)
+def test_tfds_split_carves_validation_from_the_end_of_train_when_there_is_none(sizes, split, want):
+    assert tfds_source.tfds_split("mnist", sizes, split) == want
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_tfds_split_keeps_celeb_a_official_splits(split):
+    assert tfds_source.tfds_split("celeb_a", CELEB_A_SIZES, split) == (split, CELEB_A_SIZES[split])
+
+
+def test_tfds_split_never_substitutes_validation_for_a_missing_test_split():
+    with pytest.raises(ValueError, match="no 'test' split; it has: train, validation"):
+        tfds_source.tfds_split("imagenet_like", {"train": 100, "validation": 10}, "test")
+    with pytest.raises(ValueError, match="is not one of: train, validation, test"):
+        tfds_source.tfds_split("mnist", MNIST_SIZES, "valid")
+
+
+@pytest.mark.slow
+def test_real_cmaterdb_validation_is_the_last_tenth_of_train_and_training_never_reads_it(
+    cmaterdb_config,
+):
+    config = cmaterdb_config.copy_and_resolve_references()
+    config.dataset.random_flip = False
+    validation = image_list(data.eval_batches(config, "validation", None))
+    tail = tfds_source.builder(config.dataset).as_dataset(split="train[4500:]")
+    preprocess = pipeline.preprocess_fn(config.dataset.crop, config.dataset.image_size, 3)
+    assert validation == [preprocess(e)["image"].numpy().tobytes() for e in tail]
+    train_part = image_list(data.eval_batches(config, "train", None))
+    assert len(train_part) == 4_500
+    # The data holds a few duplicate images: count only validation images absent from train.
+    validation_only = set(validation) - set(train_part)
+    assert len(validation_only) > 450, len(validation_only)
+    config.train.batch_size = 500
+    batches = data.train_batches(config)
+    trained = image_list(next(batches) for _ in range(2 * 9))  # two epochs of 9 batches
+    assert set(trained) == set(train_part) and not set(trained) & validation_only
+
+
+def test_mock_mnist_validation_is_the_last_examples_of_tfds_train(tmp_path):
+    config = mnist_config(tmp_path)
+    with tfds.testing.mock_data(num_examples=20):  # carved: 18 train, 2 validation
+        validation = image_list(data.eval_batches(config, "validation", None))
+        raw_train = raw_train_images(config, 20)
+    # (mock_data fills every split with the same examples, so this cannot also tell it from test)
+    assert validation == raw_train[18:]
+
+
+def test_mock_mnist_training_never_reads_the_validation_examples(tmp_path):
+    config = mnist_config(tmp_path)
+    with tfds.testing.mock_data(num_examples=20):  # 18 train in 2 batches of 8 per epoch
+        trained = image_set(take(data.train_batches(config), 20))
+        raw_train = raw_train_images(config, 20)
+        train_split = image_set(data.eval_batches(config, "train", None))
+    assert trained <= set(raw_train[:18]), "training read examples outside the first 18"
+    assert trained == train_split, "in 10 epochs training should see every train example"
+
+
+def test_eval_binarisation_is_identical_for_every_seed_while_training_depends_on_it(tmp_path):
+    config = mnist.get_config("tiny")
+    config.dataset.data_dir = str(tmp_path / "tfds")
+    images = {}
+    with tfds.testing.mock_data(num_examples=20):
+        for seed in (0, 1):
+            config.seed = seed
+            evaluation = np.concatenate([b["image"] for b in data.eval_batches(config, "test")])
+            images[seed] = evaluation, next(data.train_batches(config))["image"]
+    assert set(np.unique(images[0][0])) == {0.0, 1.0}
+    np.testing.assert_array_equal(images[0][0], images[1][0], "eval bits depend on the seed")
+    assert not np.array_equal(images[0][1], images[1][1]), "training bits ignore the seed"
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "image_folder"])
+def test_image_shape_with_channels_set_looks_up_no_builder_and_imports_no_tensorflow(name):
+    # A builder lookup needs tensorflow_datasets (and data.tfds imports TensorFlow), so checking
+    # the imported modules catches both.
+    script = f"""
+import sys
+from vae_jax import data
+from vae_jax.config import get_config
+config = get_config()
+config.dataset.update(name={name!r}, image_size=32, channels=1, path="/no/such/folder")
+assert data.image_shape(config.dataset) == (32, 32, 1), data.image_shape(config.dataset)
+imported = [m for m in ("tensorflow", "tensorflow_datasets") if m in sys.modules]
+assert not imported, imported
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name, channels", [("mnist", 3), ("cifar10", 1), ("binarized_mnist", 3)])
+def test_tfds_batches_have_the_channels_dataset_channels_asks_for(tmp_path, name, channels):
+    config = mnist_config(tmp_path)
+    config.dataset.update(name=name, image_size=32 if name == "cifar10" else 28, channels=channels)
+    size = config.dataset.image_size
+    assert data.image_shape(config.dataset) == (size, size, channels)
+    with tfds.testing.mock_data(num_examples=20):
+        train = next(data.train_batches(config))["image"]
+        evaluation = next(iter(data.eval_batches(config, "test")))["image"]
+    assert train.shape == (8, size, size, channels), train.shape
+    assert evaluation.shape[1:] == (size, size, channels), evaluation.shape
 
 
 def test_missing_celeb_a_names_the_five_files_and_the_alternative_without_network(
@@ -160,21 +333,14 @@ def test_experiment_trains_end_to_end_on_mock_data(tmp_path, experiment, arg, ch
     assert [r["step"] for r in records if "loss" in r] == [3, 6]
     assert all(np.isfinite(r["loss"]) for r in records if "loss" in r)
     if config.model.likelihood == "discretized_logistic":
-        assert "test/elbo_bits_per_dim" in records[-1]
+        assert "validation/elbo_bits_per_dim" in records[-1]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (SHARED_DATA / "cmaterdb" / "bangla").is_dir(),
-    reason="real cmaterdb files are not in ../shared/data",
-)
-def test_real_cmaterdb_builds_offline_from_manual_files_and_trains(tmp_path, no_network):
-    config = cifar10.get_config("tiny")
-    config.dataset.update(
-        name="cmaterdb/bangla",
-        data_dir=str(tmp_path / "tfds"),
-        manual_dir=str(SHARED_DATA / "cmaterdb" / "bangla"),
-    )
+def test_real_cmaterdb_builds_offline_from_manual_files_and_trains(
+    cmaterdb_config, tmp_path, no_network
+):
+    config = cmaterdb_config
     train.train_and_evaluate(config, tmp_path / "run")
     batch = next(iter(data.eval_batches(config)))
     assert (
@@ -183,7 +349,7 @@ def test_real_cmaterdb_builds_offline_from_manual_files_and_trains(tmp_path, no_
     )
     assert batch["label"].shape == (16,)
     assert (
-        tfds.builder("cmaterdb/bangla", data_dir=str(tmp_path / "tfds"))
+        tfds.builder("cmaterdb/bangla", data_dir=config.dataset.data_dir)
         .info.splits["train"]
         .num_examples
         == 5000

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
 from experiments import shapes
-from vae_jax import checkpoints, data, parallel, train
+from vae_jax import checkpoints, data, optim, parallel, train, workdir_lock
 from vae_jax import config as config_lib
 from vae_jax.config import ConfigError, validate
 from vae_jax.evaluation import likelihood
@@ -41,11 +42,11 @@ def test_training_writes_config_checkpoints_metrics_events_and_figures(tmp_path)
     train_steps = [r["step"] for r in records if "loss" in r]
     assert train_steps == [5, 10, 15, 20]
     assert {"loss", "elbo", "rate", "distortion", "grad_norm", "images_per_s"} <= set(records[0])
-    assert [r["step"] for r in records if "test/elbo" in r] == [10, 20]
+    assert [r["step"] for r in records if "validation/elbo" in r] == [10, 20]
 
     events = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()
-    assert {"loss", "elbo", "test/elbo"} <= set(events.Tags()["scalars"])
+    assert {"loss", "elbo", "validation/elbo"} <= set(events.Tags()["scalars"])
     assert {"reconstructions", "samples"} <= set(events.Tags()["images"])
     loss_events = events.Scalars("loss")
     assert [e.step for e in loss_events] == [5, 10, 15, 20]
@@ -181,7 +182,7 @@ def one_step(config, images: np.ndarray):
     """(params before, state after, metrics) of one train step on `images` [B, 64, 64, 1]."""
     mesh = parallel.make_mesh()
     model = make_model(config.model, (64, 64, 1))
-    optimizer = train.make_optimizer(config.train)
+    optimizer = optim.make_optimizer(config.train)
     state = train.create_train_state(model, optimizer, (64, 64, 1), jax.random.key(0), mesh)
     before = params_of(state)
     step = train.make_train_step(model, optimizer, config, mesh)
@@ -302,7 +303,7 @@ def test_the_padded_last_eval_batch_is_dropped_from_the_evaluation():
     config.eval.num_examples = 40
     mesh = parallel.make_mesh()
     model = make_model(config.model, (64, 64, 1))
-    optimizer = train.make_optimizer(config.train)
+    optimizer = optim.make_optimizer(config.train)
     state = train.create_train_state(model, optimizer, (64, 64, 1), jax.random.key(0), mesh)
     elbo_fn = likelihood.make_elbo_fn(model, mesh)
     key = jax.random.key(3)
@@ -318,3 +319,120 @@ def test_the_padded_last_eval_batch_is_dropped_from_the_evaluation():
     np.testing.assert_allclose(padded["rate"], whole["rate"], rtol=1e-6)
     # The distortion depends on the sampled z, drawn per batch: close, not equal.
     np.testing.assert_allclose(padded["distortion"].mean(), whole["distortion"].mean(), rtol=0.05)
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.05, 0.999])
+def test_parameter_average_moves_by_its_decay_formula(decay):
+    """After the first update (step t = 0) the EMA is d·θ_0 + (1 − d)·θ_1 with
+    d = min(decay, (1 + t) / (10 + t)) = min(decay, 0.1), in float64 numpy."""
+    images = np.random.default_rng(0).uniform(size=(8, 64, 64, 1)).astype(np.float32)
+    before, state, _ = one_step(tiny_config(ema_decay=decay), images)
+    d = min(decay, 0.1)
+    after = params_of(state)
+    ema = [np.asarray(leaf) for leaf in jax.tree.leaves(state.ema_params)]
+    for b, a, e in zip(before, after, ema):
+        expected = d * b.astype(np.float64) + (1 - d) * a.astype(np.float64)
+        np.testing.assert_allclose(e, expected, rtol=1e-5, atol=1e-7)
+    assert any(not np.allclose(b, a) for b, a in zip(before, after))
+
+
+def test_a_skipped_update_leaves_the_parameter_average_alone():
+    images = np.zeros((8, 64, 64, 1), np.float32)
+    images[0, 0, 0, 0] = np.nan
+    before, state, metrics = one_step(tiny_config(), images)
+    assert metrics["skipped"] == 1.0
+    for b, e in zip(before, jax.tree.leaves(state.ema_params)):
+        np.testing.assert_array_equal(b, np.asarray(e))
+
+
+@pytest.mark.slow
+def test_best_checkpoint_is_the_highest_validation_elbo_and_keep_every_keeps_its_steps(
+    tmp_path,
+):
+    config = tiny_config(
+        num_steps=12,
+        log_every=2,
+        eval_every=2,
+        checkpoint_every=2,
+        keep_checkpoints=1,
+        keep_every=4,
+    )
+    train.train_and_evaluate(config, tmp_path)
+    evals = {
+        r["step"]: r["validation/elbo"] for r in read_metrics(tmp_path) if "validation/elbo" in r
+    }
+    best_step = max(evals, key=evals.get)
+    best = json.loads((tmp_path / "checkpoint_best" / "best.json").read_text())
+    assert best["step"] == best_step and best["validation/elbo"] == pytest.approx(evals[best_step])
+    assert sorted(
+        int(p.name) for p in (tmp_path / "checkpoint_best").iterdir() if p.name.isdigit()
+    ) == [best_step]
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [4, 8, 12]
+
+
+def objective_config(**objective):
+    config = tiny_config()
+    config.objective.update(objective)
+    return config
+
+
+BATCH = np.random.default_rng(7).uniform(size=(8, 64, 64, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "objective, expected_loss",
+    [
+        # Linear KL warm-up at step 0: weight 0, the loss is the distortion alone.
+        ({"beta": 4.0, "kl_warmup_steps": 10}, lambda d, r, k: d),
+        # Capacity C(0) = 0: distortion + γ·|rate − 0|.
+        (
+            {"capacity": 25.0, "capacity_steps": 100, "capacity_gamma": 3.0},
+            lambda d, r, k: d + 3 * r,
+        ),
+        # Free bits far above any dimension's KL: β · k · λ.
+        ({"beta": 2.0, "free_bits": 50.0}, lambda d, r, k: d + 2.0 * k * 50.0),
+        # Plain β-VAE.
+        ({"beta": 0.5}, lambda d, r, k: d + 0.5 * r),
+    ],
+)
+def test_the_jitted_step_optimises_the_objective_its_formula_states(objective, expected_loss):
+    _, _, metrics = one_step(objective_config(**objective), BATCH)
+    d, r, k = float(metrics["distortion"]), float(metrics["rate"]), 4  # tiny latent_dim
+    np.testing.assert_allclose(float(metrics["loss"]), expected_loss(d, r, k), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_larger_beta_gives_a_lower_rate(tmp_path):
+    """Same seed and data, 40 steps: β = 8 squeezes the validation rate below β = 0.5's."""
+    rates = {}
+    for beta in (0.5, 8.0):
+        config = tiny_config(num_steps=40, log_every=40, eval_every=40, checkpoint_every=40)
+        config.objective.beta = beta
+        workdir = tmp_path / f"beta={beta}"
+        train.train_and_evaluate(config, workdir)
+        rates[beta] = [r for r in read_metrics(workdir) if "validation/rate" in r][-1]
+    assert rates[8.0]["validation/rate"] < rates[0.5]["validation/rate"], rates
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model, train_overrides",
+    [({"posterior": "full"}, {}), ({}, {"compute_dtype": "bfloat16"})],
+)
+def test_full_covariance_and_bfloat16_training_stay_finite(tmp_path, model, train_overrides):
+    config = tiny_config(num_steps=20, log_every=10, eval_every=20, checkpoint_every=20)
+    config.model.update(model)
+    config.train.update(train_overrides)
+    state = train.train_and_evaluate(config, tmp_path)
+    records = read_metrics(tmp_path)
+    assert all(np.isfinite(r["loss"]) and r["skipped_steps"] == 0 for r in records if "loss" in r)
+    assert np.isfinite([r["validation/elbo"] for r in records if "validation/elbo" in r]).all()
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
+
+
+def test_a_second_run_in_a_held_workdir_is_refused_naming_the_holder(tmp_path):
+    held = workdir_lock.hold(tmp_path)
+    refused = pytest.raises(workdir_lock.WorkdirLockedError, match=str(os.getpid()))
+    with held, refused:
+        train.train_and_evaluate(tiny_config(), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, lock released

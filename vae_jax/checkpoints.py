@@ -1,4 +1,9 @@
-"""Persistence only: orbax checkpoints of the train state under <workdir>/checkpoints/<step>/."""
+"""Persistence only: orbax checkpoints of the train state.
+
+<workdir>/checkpoints/<step>/       the last few (train.keep_checkpoints), and every
+                                    train.keep_every steps
+<workdir>/checkpoint_best/<step>/   the best by validation ELBO so far, with best.json
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from vae_jax import files, parallel
 from vae_jax.config import CONFIG_FILE
 
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "checkpoint_best"
+BEST_FILE = "best.json"  # in BEST_DIR: {"step": ..., "validation/elbo": ...}
+ITEM = "default"  # the item directory orbax writes inside each step directory
 DAMAGED_DIR = "checkpoints_damaged"  # where set_aside moves steps that cannot be restored
 
 
@@ -20,12 +31,60 @@ class CheckpointError(RuntimeError):
 
 
 def checkpoint_manager(
-    workdir: str | Path, max_to_keep: int | None = None
+    workdir: str | Path,
+    max_to_keep: int | None = None,
+    keep_every: int | None = None,
+    directory: str = CHECKPOINT_DIR,
 ) -> ocp.CheckpointManager:
-    """An orbax manager over <workdir>/checkpoints/<step>/; writes are atomic (tmp dir + rename)."""
-    directory = (Path(workdir) / CHECKPOINT_DIR).absolute()
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-    return ocp.CheckpointManager(directory, options=options)
+    """An orbax manager over <workdir>/<directory>/<step>/ keeping the newest `max_to_keep` (None:
+    all) and every step that is a multiple of `keep_every`; writes are atomic (tmp dir + rename)."""
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, keep_period=keep_every, create=True
+    )
+    return ocp.CheckpointManager((Path(workdir) / directory).absolute(), options=options)
+
+
+def read_best(workdir: str | Path) -> dict[str, Any] | None:
+    """{"step", "validation/elbo"} of the best checkpoint, or None before the first one."""
+    return files.read_json(Path(workdir) / BEST_DIR / BEST_FILE)
+
+
+def save_best(workdir: str | Path, step: int, state: Any, validation_elbo: float) -> None:
+    """Replaces the best checkpoint with `state` at `step` and records it in best.json (written
+    after the checkpoint is complete, so best.json never names a missing step)."""
+    manager = checkpoint_manager(workdir, max_to_keep=1, directory=BEST_DIR)
+    for old in manager.all_steps():
+        if old >= step:  # orbax saves no step at or below an existing one
+            manager.delete(old)
+    save(manager, step, state)
+    manager.wait_until_finished()
+    manager.close()
+    if parallel.is_main_process():
+        record = {"step": int(step), "validation/elbo": float(validation_elbo)}
+        files.write_json(Path(workdir) / BEST_DIR / BEST_FILE, record)
+    parallel.wait_for_all_processes("best.json")
+
+
+def restore_subtrees(step_dir: str | Path, names: tuple[str, ...]) -> dict[str, Any]:
+    """The top-level entries `names` of the state saved in `step_dir` (<dir>/<step>/) that exist
+    there, as numpy arrays; nothing else is read (e.g. no optimizer moments)."""
+    path = Path(step_dir).absolute() / ITEM
+    checkpointer = ocp.PyTreeCheckpointer()
+    saved = checkpointer.metadata(path).item_metadata.tree
+    item = {name: saved[name] for name in names if name in saved}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+    args = ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
+    return checkpointer.restore(path, args=args)
+
+
+def saved_names(step_dir: str | Path) -> set[str] | None:
+    """The top-level entries of the state saved in `step_dir`, or None when its metadata cannot
+    be read (a damaged checkpoint: restore_latest deals with those)."""
+    path = Path(step_dir).absolute() / ITEM
+    try:
+        return set(ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree)
+    except Exception:  # orbax and tensorstore raise many kinds for damaged files
+        return None
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:

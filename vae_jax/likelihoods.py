@@ -2,7 +2,10 @@
 
 Images are float NHWC in [0, 1]. `log_prob(x)` sums over the pixel axes (the last three,
 [H, W, C]) and returns one value per example in nats, so leading sample and batch axes pass
-through: x [..., H, W, C] -> [...]. `mean()` is the expected image, in [0, 1].
+through: x [..., H, W, C] -> [...]. `mean()` is an image in [0, 1]: the expectation E[x] for the
+Bernoulli and the discretized logistic, the location clipped to [0, 1] for the Gaussians (whose
+expectation can leave the unit interval). `sample(key)` draws x ~ p(x|z) with the parameters'
+shape.
 """
 
 from __future__ import annotations
@@ -15,11 +18,22 @@ from flax import struct
 
 LOG_2PI = math.log(2.0 * math.pi)
 PIXEL_AXES = (-3, -2, -1)
-BIN_WIDTH = 1.0 / 255.0  # one 8-bit intensity level on [0, 1] data
+NUM_LEVELS = 256  # 8-bit intensities
+BIN_WIDTH = 1.0 / (NUM_LEVELS - 1)  # one 8-bit intensity level on [0, 1] data
+# Floor of the Gaussian likelihoods' σ. A density times the bin width approximates the probability
+# of an 8-bit level; at σ = w/√(2π) the peak density 1/(σ√(2π)) is exactly 1/w, so above the floor
+# that probability never exceeds 1 and each pixel adds at most ln 255 = 5.5 nats. Without it, a
+# decoder that reproduces pixels exactly (binary shapes, binarised MNIST) sends σ -> 0 and
+# log p(x|z) -> +∞.
+MIN_GAUSSIAN_SCALE = BIN_WIDTH / math.sqrt(2.0 * math.pi)  # 0.00156
 
 
 def _sum_pixels(values: jax.Array) -> jax.Array:
     return jnp.sum(values, axis=PIXEL_AXES)
+
+
+def _shape(*params: jax.Array) -> tuple[int, ...]:
+    return jnp.broadcast_shapes(*(jnp.shape(p) for p in params))
 
 
 @struct.dataclass
@@ -33,15 +47,25 @@ class Bernoulli:
         return _sum_pixels(x * self.logits - jax.nn.softplus(self.logits))
 
     def mean(self) -> jax.Array:
+        """E[x] = σ(logits), the probability of each pixel being 1: [..., H, W, C]."""
         return jax.nn.sigmoid(self.logits)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """x ~ p(x|z), each pixel 1 with probability σ(logits), else 0: [..., H, W, C].
+
+        Drawn as [l < logits] with l standard logistic, which has exactly that probability and
+        needs no sigmoid (so no rounding of σ near 0 or 1).
+        """
+        noise = jax.random.logistic(key, self.logits.shape, self.logits.dtype)
+        return (noise < self.logits).astype(self.logits.dtype)
 
 
 @struct.dataclass
 class Gaussian:
-    """Independent Gaussian pixels N(mean, exp(log_scale)²).
+    """Independent Gaussian pixels N(loc, exp(log_scale)²).
 
-    mean: [..., H, W, C]; log_scale broadcasts against it (a scalar for a fixed scale,
-    [C] or [H, W, C] for a learned one).
+    loc: [..., H, W, C]; log_scale broadcasts against it (a scalar for a fixed scale,
+    [C] or [H, W, C] for a learned one, [..., 1, 1, 1] for one per example).
     """
 
     loc: jax.Array
@@ -53,7 +77,55 @@ class Gaussian:
         return _sum_pixels(-0.5 * jnp.square(standardized) - self.log_scale - 0.5 * LOG_2PI)
 
     def mean(self) -> jax.Array:
+        """The location μ clipped to [0, 1] (the Gaussian's own mean μ may leave the unit
+        interval): [..., H, W, C]."""
         return jnp.clip(self.loc, 0.0, 1.0)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """x = μ + σ ε with ε ~ N(0, I), the raw Gaussian draw: not clipped, so it leaves
+        [0, 1] where μ ± σ does. [..., H, W, C] (loc and log_scale broadcast)."""
+        noise = jax.random.normal(key, _shape(self.loc, self.log_scale), self.loc.dtype)
+        return self.loc + jnp.exp(self.log_scale) * noise
+
+
+@struct.dataclass
+class GaussianOptimalScale:
+    """Gaussian pixels N(loc, σ²) whose σ is the maximum-likelihood one for the image scored: the
+    optimal σ-VAE (Rybkin et al. 2021), here with one σ per example.
+
+        σ²(x) = max(mean over pixels of (x − μ)², MIN_GAUSSIAN_SCALE²)
+
+    log_prob(x) is the profile likelihood max_σ log N(x; μ, σ²) (below the floor, at the floor).
+    Because σ is fitted to x it is not a normalised density of x: its ELBO and IWAE numbers are a
+    training objective, not likelihoods comparable with the other models'. loc: [..., H, W, C].
+    """
+
+    loc: jax.Array
+
+    def fitted(self, x: jax.Array) -> Gaussian:
+        """The Gaussian with σ fitted to images x: [..., H, W, C] -> log_scale [..., 1, 1, 1]."""
+        mse = jnp.mean(jnp.square(x - self.loc), axis=PIXEL_AXES, keepdims=True)
+        return Gaussian(self.loc, 0.5 * jnp.log(jnp.maximum(mse, MIN_GAUSSIAN_SCALE**2)))
+
+    def log_prob(self, x: jax.Array) -> jax.Array:
+        """−(D/2)(ln 2πσ² + mse/σ²), D = H·W·C, with σ = σ(x): [...].
+
+        Differentiated through σ(x) as written: at the optimum ∂/∂σ = 0, so the gradient is the
+        one with σ held fixed, (D/2σ²)·∂mse, a mean-squared-error gradient scaled by 1/σ².
+        """
+        return self.fitted(x).log_prob(x)
+
+    def mean(self) -> jax.Array:
+        """The location μ clipped to [0, 1]: [..., H, W, C]."""
+        return jnp.clip(self.loc, 0.0, 1.0)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """Not defined: σ exists only given an image."""
+        del key
+        raise TypeError(
+            "model.likelihood='gaussian_optimal' has no σ until it scores an image (σ is fitted "
+            "to x); sample from .fitted(x), or use .mean()"
+        )
 
 
 @struct.dataclass
@@ -88,7 +160,30 @@ class DiscretizedLogistic:
         return _sum_pixels(log_p)
 
     def mean(self) -> jax.Array:
-        return jnp.clip(self.loc, 0.0, 1.0)
+        """E[x] = Σ_k (k/255) P(k/255) over the 256 levels: [..., H, W, C], in [0, 1].
+
+        Not the location μ: with μ ≥ 1 and a huge scale (half the mass in each edge bin) E[x] is
+        about ½ while μ clipped is 1. Summed by parts, E[x] = w Σ_{j=1}^{255} P(x ≥ j w) with
+        P(x ≥ j w) = σ((μ − (j − ½) w)/s): one saturating sigmoid per bin edge and no
+        differences of CDFs. The edges are a loop, so memory stays that of one image batch.
+        """
+        loc, log_scale = jnp.broadcast_arrays(self.loc, self.log_scale)
+        inv_scale = jnp.exp(-log_scale)
+
+        def add_survival(j, total):
+            edge = (j - 0.5) * BIN_WIDTH
+            return total + jax.nn.sigmoid((loc - edge) * inv_scale)
+
+        total = jax.lax.fori_loop(1, NUM_LEVELS, add_survival, jnp.zeros_like(loc))
+        return total * BIN_WIDTH
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """x ~ p(x|z) on the 8-bit grid {0, 1/255, ..., 1}: [..., H, W, C] (loc and log_scale
+        broadcast). A logistic draw μ + s·l rounded to the nearest level and clipped to [0, 1],
+        which lands in each bin with exactly its probability P(x)."""
+        noise = jax.random.logistic(key, _shape(self.loc, self.log_scale), self.loc.dtype)
+        levels = jnp.round((self.loc + jnp.exp(self.log_scale) * noise) * (NUM_LEVELS - 1))
+        return jnp.clip(levels, 0, NUM_LEVELS - 1) / (NUM_LEVELS - 1)
 
 
-Likelihood = Bernoulli | Gaussian | DiscretizedLogistic
+Likelihood = Bernoulli | Gaussian | GaussianOptimalScale | DiscretizedLogistic

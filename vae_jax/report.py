@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
@@ -34,6 +36,7 @@ METRICS = {
     "dci_completeness": Metric("DCI completeness", "higher", ".3f"),
     "dci_informativeness": Metric("DCI informativeness", "higher", ".3f"),
     "attribute_probe_accuracy": Metric("attribute probe accuracy", "higher", ".3f"),
+    "label_probe_accuracy": Metric("label probe accuracy", "higher", ".3f"),
     "grad_norm": Metric("grad norm", "", ".2f"),
     "skipped_steps": Metric("skipped", "lower", ".0f"),
     "images_per_s": Metric("img/s", "higher", ".0f"),
@@ -46,6 +49,15 @@ ARROWS = {"higher": " ↑", "lower": " ↓", "": ""}
 def metric(key: str) -> Metric:
     """The table entry of `key`, a split prefix ("test/") ignored."""
     return METRICS[key.rsplit("/", 1)[-1]]
+
+
+def mean_with_error(key: str, values: np.ndarray) -> dict[str, float]:
+    """{key: mean, key_se: its standard error (sample s.d. / √N), key_n: N} of per-example
+    values [N], as eval.json and metrics.jsonl store every per-example metric."""
+    values = np.asarray(values, np.float64)
+    n = len(values)
+    se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {key: float(values.mean()), f"{key}_se": se, f"{key}_n": n}
 
 
 def label(key: str) -> str:

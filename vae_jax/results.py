@@ -24,9 +24,22 @@ RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 PLOT_FILE = "rate_distortion.png"
 
-# The last periodic evaluation's metrics (metrics.jsonl), then eval.json's (--mode=analyze).
-TRAINING_COLUMNS = ("test/elbo", "test/rate", "test/distortion", "test/elbo_bits_per_dim")
-EVAL_COLUMNS = ("iwae_nll", "bits_per_dim", "active_units", "mig", "dci_disentanglement")
+# The last periodic evaluation's metrics (metrics.jsonl, validation split), then eval.json's
+# (--mode=analyze, test split: "test/elbo" is eval.json's "elbo").
+TRAINING_COLUMNS = (
+    "validation/elbo",
+    "validation/rate",
+    "validation/distortion",
+    "validation/elbo_bits_per_dim",
+)
+EVAL_COLUMNS = (
+    "test/elbo",
+    "test/iwae_nll",
+    "test/bits_per_dim",
+    "active_units",
+    "mig",
+    "dci_disentanglement",
+)
 COLUMNS = TRAINING_COLUMNS + EVAL_COLUMNS + ("wall_time_s",)
 
 
@@ -73,6 +86,7 @@ def _read_point(point_dir: Path, name: str, overrides: Overrides) -> dict[str, A
     """One results row: status, steps, final test metrics, eval.json keys, wall time."""
     row: dict[str, Any] = dict(name=name, overrides=overrides, status="missing", steps=None)
     row.update({key: None for key in COLUMNS})
+    row.update({f"{key}_se": None for key in COLUMNS})
     row.update(num_steps=None, eval_step=None, beta=None, latent_dim=None)
     row["wall_time_s"] = (files.read_json(point_dir / POINT_FILE) or {}).get("wall_time_s")
     if not (point_dir / config_lib.CONFIG_FILE).exists():
@@ -87,18 +101,29 @@ def _read_point(point_dir: Path, name: str, overrides: Overrides) -> dict[str, A
     finished = checkpoints.is_finished(point_dir, row["num_steps"])
     row["status"] = "finished" if finished else "unfinished"
     if (point_dir / METRICS_FILE).exists():
-        evals = [r for r in read_metrics(point_dir) if "test/elbo" in r]
+        evals = [r for r in read_metrics(point_dir) if "validation/elbo" in r]
         if evals:
             row["eval_step"] = evals[-1]["step"]
-            row.update({key: evals[-1].get(key) for key in TRAINING_COLUMNS})
+            for key in TRAINING_COLUMNS:
+                row[key], row[f"{key}_se"] = evals[-1].get(key), evals[-1].get(f"{key}_se")
     analysis = files.read_json(point_dir / EVAL_FILE) or {}
     if analysis.get("step") != row["steps"]:  # an evaluation of an earlier checkpoint
         analysis = {}
     for key in EVAL_COLUMNS:
-        value = analysis.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            row[key] = float(value)
+        name = key.removeprefix("test/")
+        for suffix in ("", "_se"):
+            value = analysis.get(name + suffix)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[key + suffix] = float(value)
     return row
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    """A point's value of `key`, ± its standard error over examples where there is one."""
+    text = report.format_metric(key, row[key])
+    if text and row[f"{key}_se"] is not None:
+        text += f" ± {report.format_metric(key, row[f'{key}_se'])}"
+    return text
 
 
 def _is_seed(key: str) -> bool:
@@ -138,8 +163,10 @@ def _write_markdown(summary: Summary, workdir: Path) -> None:
     parts = [
         f"# Sweep results: {workdir.name}",
         f"{len(rows)} points: {counts['finished']} finished, {counts['unfinished']} unfinished, "
-        f"{missing} missing. Test-set numbers in nats per example (ELBO = −(rate + distortion)), "
-        "at each point's last evaluation; wall time is training time summed over resumes.",
+        f"{missing} missing. Nats per example (ELBO = −(rate + distortion)) ± their standard "
+        "error over examples: validation numbers from each point's last periodic evaluation, "
+        "test numbers from --mode=analyze (eval.json); wall time is training time summed over "
+        "resumes.",
         "## Per point",
     ]
     table = []
@@ -148,7 +175,7 @@ def _write_markdown(summary: Summary, workdir: Path) -> None:
         steps = "" if row["steps"] is None else str(row["steps"])
         if row["status"] == "unfinished":
             steps = f"{steps or 0} of {row['num_steps']}"
-        table.append(cells + [steps] + [report.format_metric(c, row[c]) for c in columns])
+        table.append(cells + [steps] + [_cell(row, c) for c in columns])
     headers = [short[k] for k in keys] + ["steps"] + [report.header(c) for c in columns]
     parts.append(report.markdown_table(headers, table, len(keys)))
 
@@ -188,14 +215,15 @@ def _csv_name(key: str) -> str:
 def _write_csv(summary: Summary) -> None:
     """Every column for every point (blank where absent), override columns by dotted key."""
     fields = ["name", *summary.override_keys, "status", "steps", "num_steps", "eval_step"]
+    values = [key + suffix for key in COLUMNS for suffix in ("", "_se")]
     with open(summary.csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields + [_csv_name(key) for key in COLUMNS])
+        writer = csv.DictWriter(f, fieldnames=fields + [_csv_name(key) for key in values])
         writer.writeheader()
         for row in summary.rows:
             cells = {k: row.get(k) for k in fields if k not in summary.override_keys}
             for k in summary.override_keys:
                 cells[k] = format_value(row["overrides"][k]) if k in row["overrides"] else None
-            cells.update({_csv_name(key): row[key] for key in COLUMNS})
+            cells.update({_csv_name(key): row[key] for key in values})
             writer.writerow({k: "" if v is None else v for k, v in cells.items()})
 
 
@@ -218,16 +246,16 @@ def summarize(workdir: str | Path) -> Summary:
     rows = [_read_point(workdir / name, name, overrides) for name, overrides in points]
     override_keys = list(dict.fromkeys(k for _, overrides in points for k in overrides))
 
-    plotted = [r for r in rows if r["status"] == "finished" and r["test/rate"] is not None]
+    plotted = [r for r in rows if r["status"] == "finished" and r["validation/rate"] is not None]
     plot_path = None
     if plotted:
         plot_path = figures.rate_distortion_plot(
-            [r["test/rate"] for r in plotted],
-            [r["test/distortion"] for r in plotted],
+            [r["validation/rate"] for r in plotted],
+            [r["validation/distortion"] for r in plotted],
             [r["beta"] for r in plotted],
             [r["latent_dim"] for r in plotted],
             workdir / PLOT_FILE,
-            title=f"Rate-distortion, test set: {workdir.name}",
+            title=f"Rate-distortion, validation set: {workdir.name}",
         )
     summary = Summary(rows, override_keys, workdir / RESULTS_CSV, workdir / RESULTS_MD, plot_path)
     _write_csv(summary)

@@ -1,12 +1,14 @@
 """load_run(workdir) -> Run: a trained model ready for analysis, in one call.
 
     from vae_jax import load_run
-    run = load_run("runs/shapes")                   # latest checkpoint; step=N for another
+    run = load_run("runs/shapes")                   # latest checkpoint; step=N or "best"
     posterior = run.encode(x)                       # x: [B, H, W, C] in [0, 1]
     images = run.sample(jax.random.key(0), 16, temperature=0.7)
+    run.elbo(x), run.log_likelihood(x, 1000)        # per example, nats
 
-Only the parameters are restored (no optimizer is built). The model functions are jitted once per
-input shape and accept numpy or jax arrays of any batch size.
+The averaged (EMA) parameters by default (ema=False: the raw ones); only they are read from the
+checkpoint, never the optimizer's moments. The model functions are jitted once per input shape and
+accept numpy or jax arrays of any batch size.
 """
 
 from __future__ import annotations
@@ -18,26 +20,45 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+from absl import logging
 
 from vae_jax import checkpoints, data
 from vae_jax import config as config_lib
 from vae_jax import distributions as D
 from vae_jax import likelihoods as L
+from vae_jax import objectives as O
+from vae_jax.evaluation import likelihood
 from vae_jax.models import VAE, make_model
 
 
 class Run:
-    """A trained VAE: its config, checkpoint step and parameters, with jitted model functions."""
+    """A trained VAE: its config, checkpoint step and parameters (`ema`: the averaged ones), with
+    jitted model functions."""
 
-    def __init__(self, config: ml_collections.ConfigDict, step: int, params, workdir: Path):
+    def __init__(
+        self, config: ml_collections.ConfigDict, step: int, params, workdir: Path, ema: bool
+    ):
         self.config = config
         self.step = step
         self.params = params
         self.workdir = workdir
+        self.ema = ema
         self.image_shape = data.image_shape(config.dataset)
         self.model = make_model(config.model, self.image_shape)
         self._encode = jax.jit(functools.partial(self.model.apply, method=VAE.encode))
         self._decode = jax.jit(functools.partial(self.model.apply, method=VAE.decode))
+        self._elbo = jax.jit(self._elbo_terms)
+        self._log_weight_terms = likelihood.make_log_weight_terms_fn(self.model)
+
+    def _elbo_terms(self, params, x, key):
+        out = self.model.apply(params, x, key)
+        return O.elbo_terms(out.posterior, self.model.prior, out.likelihood, x).elbo
+
+    @property
+    def available_steps(self) -> list[int]:
+        """The steps of the checkpoints in <workdir>/checkpoints/, ascending."""
+        return available_steps(self.workdir)
 
     @property
     def latent_dim(self) -> int:
@@ -55,10 +76,32 @@ class Run:
         """Mean image decoded from the posterior mean: [..., H, W, C] -> [..., H, W, C]."""
         return self.decode(self.encode(x).mean).mean()
 
-    def sample(self, key: jax.Array, n: int, temperature: float = 1.0) -> jax.Array:
-        """Mean images of n codes z ~ N(0, temperature² I): [n, H, W, C]."""
-        z = temperature * jax.random.normal(key, (n, self.latent_dim))
-        return self.decode(z).mean()
+    def sample(
+        self, key: jax.Array, n: int, temperature: float = 1.0, mean: bool = True
+    ) -> jax.Array:
+        """Images of n codes z ~ N(0, temperature² I): [n, H, W, C]; the mean of p(x|z), or with
+        mean=False a draw x ~ p(x|z)."""
+        z_key, x_key = jax.random.split(key)
+        z = temperature * jax.random.normal(z_key, (n, self.latent_dim))
+        likelihood_ = self.decode(z)
+        return likelihood_.mean() if mean else likelihood_.sample(x_key)
+
+    def elbo(self, x, key: jax.Array | None = None) -> jax.Array:
+        """ELBO per image [B] of images x [B, H, W, C], one z ~ q(z|x) each (key: default
+        key(0))."""
+        key = jax.random.key(0) if key is None else key
+        return self._elbo(self.params, jnp.asarray(x, jnp.float32), key)
+
+    def log_likelihood(
+        self, x, num_samples: int, key: jax.Array | None = None, chunk_size: int = 100
+    ) -> np.ndarray:
+        """log p(x) per image [B], estimated from below by the IWAE bound with num_samples
+        importance samples, chunk_size decoded at a time (key: default key(0))."""
+        key = jax.random.key(0) if key is None else key
+        x = jnp.asarray(x, jnp.float32)
+        return likelihood.iwae_bound_chunked(
+            self._log_weight_terms, self.params, x, key, num_samples, chunk_size
+        )
 
     def traverse(self, x, dims: Sequence[int], values: Sequence[float]) -> jax.Array:
         """Latent traversals of one image x [H, W, C]: its posterior mean with dimension d set to
@@ -81,21 +124,48 @@ class Run:
         return data.eval_batches(self.config, split, num_examples)
 
 
-def load_run(workdir: str | Path, step: int | None = None) -> Run:
-    """Restores the config and parameters of the run in `workdir` (its latest checkpoint, or
-    `step`). Raises FileNotFoundError listing what exists when there is nothing to load."""
-    workdir = Path(workdir)
-    config = config_lib.read_config(workdir)
-    if not (workdir / checkpoints.CHECKPOINT_DIR).is_dir():
+def available_steps(workdir: str | Path) -> list[int]:
+    """The steps of the finished checkpoints in <workdir>/checkpoints/, ascending."""
+    directory = Path(workdir) / checkpoints.CHECKPOINT_DIR
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _step_dir(workdir: Path, step: int | str | None) -> Path:
+    """The directory of checkpoint `step` (None: the latest; "best": the best by validation
+    ELBO). Raises FileNotFoundError listing what exists."""
+    if step == "best":
+        best = checkpoints.read_best(workdir)
+        if best is None:
+            raise FileNotFoundError(
+                f"{workdir} has no best checkpoint yet (it is saved at the first periodic "
+                "evaluation); use step=None for the latest"
+            )
+        return workdir / checkpoints.BEST_DIR / str(best["step"])
+    steps = available_steps(workdir)
+    if not steps:
         contents = sorted(p.name for p in workdir.iterdir())
         raise FileNotFoundError(f"{workdir} has no checkpoints; it contains: {contents}")
-    manager = checkpoints.checkpoint_manager(workdir)
-    available = sorted(manager.all_steps())
-    if not available:
-        raise FileNotFoundError(f"{workdir / checkpoints.CHECKPOINT_DIR} holds no checkpoint")
-    step = available[-1] if step is None else step
-    if step not in available:
-        raise FileNotFoundError(f"{workdir} has no checkpoint at step {step}; steps: {available}")
-    state = checkpoints.restore_arrays(manager, step)
-    manager.close()
-    return Run(config, step, state["params"], workdir)
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise FileNotFoundError(
+            f"{workdir} has no checkpoint at step {step}; steps: {steps}, or 'best'"
+        )
+    return workdir / checkpoints.CHECKPOINT_DIR / str(step)
+
+
+def load_run(workdir: str | Path, step: int | str | None = None, ema: bool = True) -> Run:
+    """Restores the config and parameters of the run in `workdir`: its latest checkpoint, the
+    checkpoint at `step`, or with step="best" the best one by validation ELBO. `ema`: the
+    averaged parameters (a checkpoint from before averaging existed has only the raw ones, with
+    a warning). Raises FileNotFoundError listing what exists when there is nothing to load."""
+    workdir = Path(workdir)
+    config = config_lib.read_config(workdir)
+    step_dir = _step_dir(workdir, step)
+    saved = checkpoints.restore_subtrees(step_dir, ("ema_params", "params"))
+    if ema and "ema_params" not in saved:
+        logging.warning("%s predates parameter averaging: loading its raw parameters", step_dir)
+        ema = False
+    params = saved["ema_params"] if ema else saved["params"]
+    return Run(config, int(step_dir.name), params, workdir, ema)

@@ -25,7 +25,16 @@ import optax
 from absl import logging
 from flax import struct
 
-from vae_jax import checkpoints, data, figures, parallel, preemption, report
+from vae_jax import (
+    checkpoints,
+    data,
+    figures,
+    optim,
+    parallel,
+    preemption,
+    report,
+    workdir_lock,
+)
 from vae_jax import config as config_lib
 from vae_jax import objectives as O
 from vae_jax.evaluation import likelihood
@@ -33,7 +42,7 @@ from vae_jax.models import VAE, make_model
 from vae_jax.preemption import StoppedBySignal
 from vae_jax.writers import MetricsWriter, drop_metrics_after
 
-# The periodic evaluation's metrics, logged as test/<name>.
+# The periodic evaluation's metrics, on the validation split, logged as validation/<name>.
 EVAL_METRICS = ("elbo", "rate", "distortion")
 
 
@@ -44,28 +53,21 @@ class TrainingDivergedError(RuntimeError):
 
 @struct.dataclass
 class TrainState:
-    """Everything a checkpoint holds. The step's PRNG key is derived from (seed, step)."""
+    """Everything a checkpoint holds. The step's PRNG key is derived from (seed, step).
+
+    ema_params: the exponential moving average of params (train.ema_decay), which evaluation,
+    figures and load_run use."""
 
     step: jax.Array
     params: dict
+    ema_params: dict
     opt_state: optax.OptState
 
 
-def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam with an optional linear warm-up, cosine decay and global-norm gradient clipping."""
-    t = train_config
-    if t.lr_schedule == "cosine":
-        learning_rate = optax.warmup_cosine_decay_schedule(
-            0.0, t.learning_rate, t.warmup_steps, max(t.num_steps, t.warmup_steps + 1)
-        )
-    elif t.warmup_steps > 0:
-        learning_rate = optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
-    else:
-        learning_rate = t.learning_rate
-    adam = optax.adam(learning_rate)
-    if t.grad_clip_norm is None:
-        return adam
-    return optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), adam)
+def ema_decay(step: jax.Array, decay: float) -> jax.Array:
+    """min(decay, (1 + t) / (10 + t)) at step t: short averages early, when the first
+    parameters are far from the later ones, then `decay` (0.999: about 1,000 steps)."""
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
 def create_train_state(
@@ -81,7 +83,10 @@ def create_train_state(
     def init(key):
         params = model.init(key, jnp.zeros((1,) + image_shape, jnp.float32), key)
         return TrainState(
-            step=jnp.asarray(0, jnp.int32), params=params, opt_state=optimizer.init(params)
+            step=jnp.asarray(0, jnp.int32),
+            params=params,
+            ema_params=params,
+            opt_state=optimizer.init(params),
         )
 
     return jax.jit(init, out_shardings=parallel.replicated(mesh))(key)
@@ -100,9 +105,10 @@ def make_train_step(
     An update is skipped (params and optimizer state kept, so the learning-rate schedule does
     not advance either; the step and with it the data and PRNG key do) when the loss or a
     gradient is not finite, or the gradient norm exceeds config.train.skip_grad_norm;
-    metrics["skipped"] is then 1.
+    metrics["skipped"] is then 1. The EMA of the parameters moves only on applied updates.
     """
     skip_grad_norm = config.train.skip_grad_norm
+    decay = config.train.ema_decay
 
     def step(state: TrainState, batch: data.Batch, key: jax.Array):
         x = batch["image"]
@@ -124,9 +130,12 @@ def make_train_step(
         def keep_if_skipped(new, old):
             return jnp.where(apply, new, old)
 
+        d = ema_decay(state.step, decay)
+        ema_params = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema_params, params)
         new_state = TrainState(
             step=state.step + 1,
             params=jax.tree.map(keep_if_skipped, params, state.params),
+            ema_params=jax.tree.map(keep_if_skipped, ema_params, state.ema_params),
             opt_state=jax.tree.map(keep_if_skipped, opt_state, state.opt_state),
         )
         metrics = dict(
@@ -192,6 +201,35 @@ def _format_metrics(metrics: dict[str, float]) -> str:
     )
 
 
+def _resolve(config: ml_collections.ConfigDict, workdir: Path) -> ml_collections.ConfigDict:
+    """A copy of `config` with the values a run fixes at its start and records in config.json:
+    train.schedule_steps and dataset.channels, each as given, else as the workdir's config.json
+    has it (a resumed run keeps them), else num_steps and the channels found in the data (so
+    load_run never needs the data to know the image shape)."""
+    saved = {}
+    if (workdir / config_lib.CONFIG_FILE).exists():
+        saved = config_lib.flatten(config_lib.read_config_dict(workdir))
+    fixed = {}
+    if config.train.schedule_steps is None:
+        schedule = saved.get("train.schedule_steps") or config.train.num_steps
+        if config.train.num_steps > schedule and config.train.lr_schedule == "cosine":
+            logging.warning(
+                "train.num_steps=%d is past this run's learning-rate schedule "
+                "(train.schedule_steps=%d, fixed at its start): the cosine rate stays 0 after "
+                "step %d. To stretch the schedule (changing the rate of steps already taken), "
+                "pass --config.train.schedule_steps=%d --allow_config_change.",
+                config.train.num_steps,
+                schedule,
+                schedule,
+                config.train.num_steps,
+            )
+        fixed["train.schedule_steps"] = schedule
+    if config.dataset.channels is None:
+        channels = saved.get("dataset.channels") or data.image_shape(config.dataset)[-1]
+        fixed["dataset.channels"] = channels
+    return config_lib.apply_overrides(config, fixed)
+
+
 def _check_workdir(
     workdir: Path, config: ml_collections.ConfigDict, allow_config_change: bool
 ) -> None:
@@ -212,24 +250,44 @@ def train_and_evaluate(
     """Trains `config` in `workdir`, resuming from its latest intact checkpoint.
 
     A workdir that holds a run with another config is refused (naming the keys that differ)
-    unless `allow_config_change`. Returns the final train state. Raises StoppedBySignal after
+    unless `allow_config_change`, and one that another live process trains in is refused
+    (workdir_lock.WorkdirLockedError). Returns the final train state. Raises StoppedBySignal after
     SIGTERM / SIGINT stopped the run with a checkpoint at the current step, and
     TrainingDivergedError after config.train.max_consecutive_skips skipped updates in a row."""
     config_lib.validate(config)
     workdir = Path(workdir)
+    with workdir_lock.hold(workdir):
+        return _train(config, workdir, allow_config_change)
+
+
+def _train(
+    config: ml_collections.ConfigDict, workdir: Path, allow_config_change: bool
+) -> TrainState:
+    """train_and_evaluate with the workdir held."""
+    config = _resolve(config, workdir)
     mesh = parallel.make_mesh()
     parallel.check_divisible("train.batch_size", config.train.batch_size, mesh)
     parallel.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
     _check_workdir(workdir, config, allow_config_change)
     image_shape = data.image_shape(config.dataset)
-    manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
+    # Opening the data before anything compiles (or any directory is made): missing data fails
+    # in seconds, not minutes, and leaves nothing behind.
+    batches = data.train_batches(config, start_step=checkpoints.latest_step(workdir) or 0)
+    eval_data = data.eval_batches(config, "validation")
+    manager = checkpoints.checkpoint_manager(
+        workdir, config.train.keep_checkpoints, config.train.keep_every
+    )
     latest = manager.latest_step()
-    # Opening the data before anything compiles: missing data fails in seconds, not minutes.
-    batches = data.train_batches(config, start_step=latest or 0)
-    eval_data = data.eval_batches(config)
+    names = None if latest is None else checkpoints.saved_names(manager.directory / str(latest))
+    if names is not None and "ema_params" not in names:
+        raise checkpoints.CheckpointError(
+            f"the checkpoints in {manager.directory} predate parameter averaging "
+            "(train.ema_decay) and cannot be resumed by this version; analyse them with "
+            "load_run(..., ema=False), or train in a new --workdir"
+        )
 
     model = make_model(config.model, image_shape, config.train.compute_dtype)
-    optimizer = make_optimizer(config.train)
+    optimizer = optim.make_optimizer(config.train)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     state = create_train_state(model, optimizer, image_shape, init_key, mesh)
     restored = checkpoints.restore_latest(manager, state)
@@ -270,29 +328,38 @@ def train_and_evaluate(
     elbo_fn = likelihood.make_elbo_fn(model, mesh)
     reconstruct, sample = make_figure_fns(model)
     writer = MetricsWriter(workdir) if main_process else None
+    best = checkpoints.read_best(workdir)
 
     def evaluate_and_draw(step: int) -> None:
         # Every process computes (the arrays span all of them); process 0 writes.
+        nonlocal best
+        params = state.ema_params
         values = likelihood.elbo_per_example(
-            elbo_fn, state.params, eval_data, eval_key, mesh, config.eval.batch_size
+            elbo_fn, params, eval_data, eval_key, mesh, config.eval.batch_size
         )
-        metrics = {f"test/{name}": float(values[name].mean()) for name in EVAL_METRICS}
+        metrics = {}
+        for name in EVAL_METRICS:
+            metrics.update(report.mean_with_error(f"validation/{name}", values[name]))
         if config.model.likelihood == "discretized_logistic":  # a likelihood of 8-bit data
-            bits = O.bits_per_dim(-metrics["test/elbo"], image_shape)
-            metrics["test/elbo_bits_per_dim"] = bits
+            bits = O.bits_per_dim(-metrics["validation/elbo"], image_shape)
+            metrics["validation/elbo_bits_per_dim"] = bits
+        if best is None or metrics["validation/elbo"] > best["validation/elbo"]:
+            checkpoints.save_best(workdir, step, state, metrics["validation/elbo"])
+            best = checkpoints.read_best(workdir)
         inputs = next(iter(eval_data))["image"][: config.eval.num_figures]
         grids = {
             "reconstructions": figures.reconstruction_grid(
-                inputs, np.asarray(reconstruct(state.params, inputs))
+                inputs, np.asarray(reconstruct(params, inputs))
             ),
             "samples": figures.image_grid(
-                np.asarray(sample(state.params, eval_key, config.eval.num_figures)), columns=8
+                np.asarray(sample(params, eval_key, config.eval.num_figures)), columns=8
             ),
         }
         if not main_process:
             return
         writer.write_scalars(step, metrics)
-        logging.info("step %d | %s", step, _format_metrics(metrics))
+        shown = {k: v for k, v in metrics.items() if not k.endswith(("_se", "_n"))}
+        logging.info("step %d | %s", step, _format_metrics(shown))
         writer.write_images(step, grids)
         for name, grid in grids.items():
             figures.save_png(grid, workdir / "figures" / f"step_{step:07d}_{name}.png")

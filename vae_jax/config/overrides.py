@@ -25,6 +25,7 @@ RESUMABLE_KEYS = (
     "train.eval_every",
     "train.checkpoint_every",
     "train.keep_checkpoints",
+    "train.keep_every",
     "eval.",
 )
 

@@ -21,6 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
             data_dir=config_dict.placeholder(str),  # TFDS data_dir (default ~/tensorflow_datasets)
             manual_dir=config_dict.placeholder(str),  # default <data_dir>/downloads/manual
             path=config_dict.placeholder(str),  # the folder for name="image_folder"
+            # 1 or 3; None: the data's own (TFDS image feature, or an image folder's first file)
+            channels=config_dict.placeholder(int),
             random_flip=False,  # random horizontal flips of training images
             dynamic_binarization=False,  # resample binary pixels from intensities (MNIST)
             shuffle_buffer=10_000,
@@ -35,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
             channels=(32, 32, 64, 64),  # conv: one stride-2 stage per entry
             hidden=(256,),  # dense layers between the conv stack and the latent (mlp: all layers)
             posterior="diag",  # diag | full
-            # bernoulli | gaussian | gaussian_learned | discretized_logistic
+            # bernoulli | gaussian | gaussian_learned | gaussian_optimal | discretized_logistic
             likelihood="bernoulli",
             gaussian_scale=0.1,  # σ of the fixed-scale gaussian likelihood
         )
@@ -58,8 +60,14 @@ def get_config() -> ml_collections.ConfigDict:
             batch_size=64,
             num_steps=100_000,
             learning_rate=1e-3,
-            lr_schedule="constant",  # constant | cosine (decays to 0 at num_steps)
+            lr_schedule="constant",  # constant | cosine (decays to 0 at schedule_steps)
             warmup_steps=0,  # linear learning-rate warm-up
+            # Length of the learning-rate schedule; None: num_steps at the run's start. Recorded
+            # in config.json, so training longer on resume never changes a scheduled rate.
+            schedule_steps=config_dict.placeholder(int),
+            # Exponential moving average of the parameters, used by evaluation, figures and
+            # load_run: decay min(ema_decay, (1 + t) / (10 + t)) at step t (0: no averaging).
+            ema_decay=0.999,
             grad_clip_norm=config_dict.placeholder(float),
             # Skip (do not apply) updates whose gradient norm exceeds this, like VDVAE (None: off).
             skip_grad_norm=config_dict.placeholder(float),
@@ -69,7 +77,8 @@ def get_config() -> ml_collections.ConfigDict:
             log_every=100,
             eval_every=5_000,
             checkpoint_every=5_000,
-            keep_checkpoints=3,
+            keep_checkpoints=3,  # the last few; the best by validation ELBO is kept apart
+            keep_every=config_dict.placeholder(int),  # also keep every checkpoint at multiples
         )
     )
 

@@ -11,7 +11,13 @@ from vae_jax.data import shapes
 
 MODEL_KINDS = ("conv", "mlp")
 POSTERIORS = ("diag", "full")
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned", "discretized_logistic")
+LIKELIHOODS = (
+    "bernoulli",
+    "gaussian",
+    "gaussian_learned",
+    "gaussian_optimal",
+    "discretized_logistic",
+)
 LR_SCHEDULES = ("constant", "cosine")
 CROPS = ("center148", "nvae", "none")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -127,7 +133,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "eval.num_figures",
     ):
         _at_least(config, key, 1, integer=True)
-    for key in ("eval.num_examples", "eval.analysis_examples"):
+    for key in (
+        "train.schedule_steps",
+        "train.keep_every",
+        "eval.num_examples",
+        "eval.analysis_examples",
+    ):
         _at_least(config, key, 1, integer=True, optional=True)
     for key in (
         "seed",
@@ -136,6 +147,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "train.warmup_steps",
     ):
         _at_least(config, key, 0, integer=True)
+    decay = config.train.ema_decay
+    _require(
+        _is_number(decay) and 0 <= decay < 1,
+        "train.ema_decay",
+        decay,
+        "must be in [0, 1): 0.999 averages about the last 1,000 steps, 0 turns averaging off",
+    )
     for key in ("objective.beta", "objective.free_bits", "objective.capacity_gamma"):
         _at_least(config, key, 0)
     _at_least(config, "objective.capacity", 0, optional=True)
@@ -183,6 +201,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"the shapes images are {size}x{size}; leave it at {size} (it sets the size of "
             "image_folder and TFDS images)",
         )
+    channels = config.dataset.channels
+    allowed = (shapes.IMAGE_SHAPE[-1],) if config.dataset.name == "shapes" else (1, 3)
+    _require(
+        channels is None or (_is_number(channels, integer=True) and channels in allowed),
+        "dataset.channels",
+        channels,
+        f"must be {' or '.join(map(str, allowed))} for dataset.name={config.dataset.name!r}, "
+        "or unset for the data's own",
+    )
     if config.objective.free_bits > 0:
         _require(
             config.model.posterior == "diag",

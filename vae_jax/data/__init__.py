@@ -6,6 +6,11 @@ run sees the batches a straight run would have seen.
 Sources: "shapes" (built in, procedural), "image_folder" (dataset.path), or any TFDS dataset name
 ("celeb_a", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", ...).
 
+Every source has the splits "train", "validation" and "test", and eval_batches serves exactly the
+one asked for. Where the source has no validation split, a fixed part of its training data,
+independent of config.seed, is validation and never trained on: shapes.splits,
+image_folder.split_of and tfds.tfds_split state the rules.
+
 With several processes (multi-host), each process yields its own rows of every training batch:
 config.train.batch_size / jax.process_count() of them.
 
@@ -22,21 +27,27 @@ import jax
 import ml_collections
 
 from vae_jax.data import shapes
-from vae_jax.data.types import Batch, DataNotFoundError
+from vae_jax.data.types import SPLITS, Batch, DataNotFoundError, check_split
 
-__all__ = ["Batch", "DataNotFoundError", "eval_batches", "image_shape", "train_batches"]
+__all__ = ["SPLITS", "Batch", "DataNotFoundError", "eval_batches", "image_shape", "train_batches"]
 
 
 def image_shape(dataset_config: ml_collections.ConfigDict) -> tuple[int, int, int]:
-    """(H, W, C) of the images the dataset yields."""
+    """(H, W, C) of the images the dataset yields: C is dataset.channels when set (looking at
+    nothing, importing no TensorFlow), else the data's own: the TFDS "image" feature's, or
+    image_folder.detect_channels. Shapes images are always shapes.IMAGE_SHAPE."""
     if dataset_config.name == "shapes":
         return shapes.IMAGE_SHAPE
     size = dataset_config.image_size
+    if dataset_config.channels is not None:
+        return (size, size, dataset_config.channels)
     if dataset_config.name == "image_folder":
-        return (size, size, 3)
+        from vae_jax.data import image_folder  # imports TensorFlow, see above
+
+        return (size, size, image_folder.detect_channels(dataset_config.path))
     from vae_jax.data import tfds as tfds_source  # imports TensorFlow, see above
 
-    return (size, size, tfds_source.builder(dataset_config).info.features["image"].shape[-1])
+    return (size, size, tfds_source.channels(dataset_config, tfds_source.builder(dataset_config)))
 
 
 def _source(dataset_config: ml_collections.ConfigDict, split: str):
@@ -45,7 +56,7 @@ def _source(dataset_config: ml_collections.ConfigDict, split: str):
     from vae_jax.data import tfds as tfds_source
 
     if dataset_config.name == "image_folder":
-        return image_folder.load(dataset_config.path, split)
+        return image_folder.load(dataset_config.path, split, image_shape(dataset_config)[-1])
     return tfds_source.load(dataset_config, split)
 
 
@@ -55,8 +66,10 @@ def process_batch_size(global_batch_size: int) -> int:
 
 
 def train_batches(config: ml_collections.ConfigDict, start_step: int = 0) -> Iterator[Batch]:
-    """Infinite training batches, starting at step `start_step`: this process's
-    process_batch_size(config.train.batch_size) rows of each.
+    """Infinite training batches from the train split (never validation or test), starting at
+    step `start_step`: this process's process_batch_size(config.train.batch_size) rows of each.
+    Image folders are fully permuted every epoch; TFDS data is shuffled through a buffer of
+    dataset.shuffle_buffer examples.
 
     Raises DataNotFoundError at once (not at the first batch) when the data is not on disk.
     """
@@ -78,10 +91,12 @@ def train_batches(config: ml_collections.ConfigDict, start_step: int = 0) -> Ite
         seed=config.seed,
         batch_size=process_batch_size(config.train.batch_size),
         start_step=start_step,
-        shuffle_buffer=d.shuffle_buffer,
+        # Paths are cheap to hold: permute all of them, so a class-per-folder tree mixes classes.
+        shuffle_buffer=None if d.name == "image_folder" else d.shuffle_buffer,
         cache=d.cache,
         flip=d.random_flip,
         dynamic_binarization=d.dynamic_binarization,
+        read=source.read,
     )
 
 
@@ -98,16 +113,21 @@ class _Reiterable:
 def eval_batches(
     config: ml_collections.ConfigDict, split: str = "test", num_examples: int | None = -1
 ) -> Iterable[Batch]:
-    """Ordered passes over the first `num_examples` of `split` (None: all of it; by default
-    config.eval.num_examples). The files are listed once; each `iter()` is a new pass."""
+    """Ordered passes over the first `num_examples` of `split`, exactly that split: "train",
+    "validation" or "test" (None: all of it; by default config.eval.num_examples). The files are
+    listed once; each `iter()` is a new pass. Dynamic binarisation uses a fixed seed, not
+    config.seed, so every run is scored on the same bits.
+
+    Raises ValueError naming the splits there are when `split` is not one of them.
+    """
+    check_split(split)
     if num_examples == -1:
         num_examples = config.eval.num_examples
     d = config.dataset
     if d.name == "shapes":
-        shapes.test_batches(
-            config.eval.batch_size, num_examples
-        )  # fails now if num_examples is bad
-        return _Reiterable(lambda: shapes.test_batches(config.eval.batch_size, num_examples))
+        batch_size = config.eval.batch_size
+        shapes.eval_batches(split, batch_size, num_examples)  # fails now if num_examples is bad
+        return _Reiterable(lambda: shapes.eval_batches(split, batch_size, num_examples))
     from vae_jax.data import pipeline
 
     source = _source(d, split)
@@ -116,7 +136,7 @@ def eval_batches(
         source.elements,
         num_examples,
         pipeline.preprocess_fn(d.crop, d.image_size, source.channels),
-        seed=config.seed,
         batch_size=config.eval.batch_size,
         dynamic_binarization=d.dynamic_binarization,
+        read=source.read,
     )

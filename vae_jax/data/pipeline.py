@@ -1,13 +1,16 @@
 """tf.data pipelines shared by every on-disk source (TFDS, image folders).
 
-A source provides `elements`: a tf.data.Dataset of dicts with "image" uint8 [h, w, c] (plus
-extras such as "attributes") in a fixed order, and its size. From it this module builds
+A source provides `elements`: a tf.data.Dataset of dicts with "image" (encoded bytes or uint8
+[h, w, c]; plus extras such as "attributes") in a fixed order, or of cheap references that its
+`read` turns into such dicts (file paths), and its size. From it this module builds
 
   training batches: this process's shard, shuffled per epoch with a seed derived from
-      (seed, epoch), cropped and resized, randomly flipped (stateless: seeded by epoch and example
-      index), batched with drop_remainder and prefetched. Batch t depends only on (seed, t), and a
-      run resumed at step t skips straight to its epoch and position;
-  evaluation batches: the split in order, no flips, the last batch possibly smaller.
+      (seed, epoch) (through a buffer, or fully permuted), read, cropped and resized, randomly
+      flipped (stateless: seeded by epoch and example index), batched with drop_remainder and
+      prefetched. Batch t depends only on (seed, t), and a run resumed at step t skips straight
+      to its epoch and position;
+  evaluation batches: the split in order, no flips, the last batch possibly smaller, binarised
+      (when on) with EVAL_BINARIZATION_SEED, whatever the run's seed.
 """
 
 from __future__ import annotations
@@ -27,19 +30,29 @@ tf.config.set_visible_devices([], "GPU")
 
 Element = dict[str, tf.Tensor]
 
+# Dynamically binarised evaluation data is drawn with this seed, not the run's: every seed of a
+# sweep is scored on identical bits.
+EVAL_BINARIZATION_SEED = 0
+
 
 class Source(NamedTuple):
     """One split of an on-disk dataset, before decoding.
 
-    elements:     dicts {"image": tf.string, the encoded JPEG/PNG bytes, plus extras such as
-                  "attributes"} in a fixed order
+    elements:     dicts {"image": tf.string, the encoded JPEG/PNG bytes, or uint8 [h, w, c], plus
+                  extras such as "attributes"} in a fixed order; or, with `read`, cheap
+                  references to them (file paths)
     num_examples: how many elements there are
-    channels:     channels of the decoded images
+    channels:     channels of the decoded images (1 or 3)
+    read:         element -> element with "image", applied after shuffling, so a full shuffle
+                  moves references rather than images; elements it fails on (a file deleted
+                  after loading) drop out rather than stopping the run. None: elements hold
+                  the images already.
     """
 
     elements: tf.data.Dataset
     num_examples: int
     channels: int
+    read: Callable[[Element], Element] | None = None
 
 
 # CelebA crops (rows, cols) on the 218x178 aligned images: "center148" is the common CelebA-64
@@ -76,6 +89,14 @@ def crop_and_resize(image: tf.Tensor, crop: str, image_size: int) -> tf.Tensor:
     return tf.ensure_shape(image, (image_size, image_size, None))
 
 
+def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """uint8 [h, w, c] -> [h, w, channels], for c and channels in {1, 3}: grey repeated into RGB,
+    or RGB to luma (what decode_image does for encoded images)."""
+    if image.shape[-1] == channels:
+        return image
+    return tf.image.grayscale_to_rgb(image) if channels == 3 else tf.image.rgb_to_grayscale(image)
+
+
 def preprocess_fn(crop: str, image_size: int, channels: int) -> Callable[[Element], Element]:
     """Maps an element whose "image" is encoded bytes or uint8 [h, w, c] to one whose "image"
     is float32 [S, S, channels] in [0, 1]."""
@@ -84,6 +105,8 @@ def preprocess_fn(crop: str, image_size: int, channels: int) -> Callable[[Elemen
         image = element["image"]
         if image.dtype == tf.string:
             image = tf.io.decode_image(image, channels=channels, expand_animations=False)
+        else:
+            image = to_channels(image, channels)
         return {**element, "image": crop_and_resize(image, crop, image_size)}
 
     return preprocess
@@ -97,6 +120,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def binarize(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Dynamic binarisation: each pixel is 1 with probability equal to its intensity."""
     return tf.cast(tf.random.stateless_uniform(tf.shape(image), seed) < image, tf.float32)
+
+
+def read_indexed(
+    indexed: tf.data.Dataset, read: Callable[[Element], Element] | None
+) -> tf.data.Dataset:
+    """(index, element) pairs with `read` applied to each element (see Source.read)."""
+    if read is None:
+        return indexed
+    return indexed.map(lambda i, e: (i, read(e)), tf.data.AUTOTUNE).ignore_errors(log_warning=True)
 
 
 def shard_for_this_process(
@@ -117,15 +149,18 @@ def train_batches(
     seed: int,
     batch_size: int,
     start_step: int = 0,
-    shuffle_buffer: int = 10_000,
+    shuffle_buffer: int | None = 10_000,
     cache: bool = False,
     flip: bool = True,
     dynamic_binarization: bool = False,
+    read: Callable[[Element], Element] | None = None,
 ) -> Iterator[Batch]:
     """Infinite training batches [batch_size, ...] starting at step `start_step`.
 
-    `preprocess` maps one element (uint8 image) to model-ready values (float image in [0, 1]);
-    with `cache` its outputs are kept in memory after the first epoch.
+    `read` (see Source.read) then `preprocess` map one element to model-ready values (float
+    image in [0, 1]); with `cache` their outputs are kept in memory after the first epoch.
+    Each epoch is shuffled through a buffer of `shuffle_buffer` elements, or (None) fully
+    permuted: a uniformly random order of all of this process's elements.
     """
     elements, num_examples = shard_for_this_process(elements, num_examples)
     steps_per_epoch = num_examples // batch_size
@@ -141,10 +176,12 @@ def train_batches(
         seed=seed,
         batch_size=batch_size,
         start_step=start_step,
-        shuffle_buffer=shuffle_buffer,
+        # A buffer at least as large as the data holds all of it: a uniform permutation.
+        shuffle_buffer=num_examples if shuffle_buffer is None else shuffle_buffer,
         cache=cache,
         flip=flip,
         dynamic_binarization=dynamic_binarization,
+        read=read,
     )
 
 
@@ -160,10 +197,12 @@ def _epochs(
     cache: bool,
     flip: bool,
     dynamic_binarization: bool,
+    read: Callable[[Element], Element] | None,
 ) -> Iterator[Batch]:
     """The batches of train_batches, epoch after epoch (a generator: runs lazily)."""
     indexed = elements.enumerate()
     if cache:
+        indexed = read_indexed(indexed, read)
         indexed = indexed.map(lambda i, e: (i, preprocess(e)), tf.data.AUTOTUNE).cache()
 
     def augment(index, element, epoch_key: int):
@@ -180,10 +219,13 @@ def _epochs(
     epoch, offset = divmod(start_step, steps_per_epoch)
     while True:
         key = epoch_seed(seed, epoch)
-        dataset = (
+        ordered = (
             indexed.shuffle(shuffle_buffer, seed=key, reshuffle_each_iteration=False)
             .take(steps_per_epoch * batch_size)
             .skip(offset * batch_size)
+        )
+        dataset = (
+            (ordered if cache else read_indexed(ordered, read))
             .map(functools.partial(augment, epoch_key=key), tf.data.AUTOTUNE)
             .batch(batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
@@ -197,27 +239,26 @@ def eval_batches(
     num_examples: int,
     preprocess: Callable[[Element], Element],
     *,
-    seed: int,
     batch_size: int,
     dynamic_binarization: bool = False,
+    read: Callable[[Element], Element] | None = None,
 ) -> Iterable[Batch]:
-    """The first `num_examples` elements in order, preprocessed, in batches of up to batch_size;
-    each `iter()` of the result is a new pass.
+    """The first `num_examples` elements in order, read (see Source.read) and preprocessed, in
+    batches of up to batch_size; each `iter()` of the result is a new pass.
 
-    Dynamic binarisation, when on, is seeded by (seed, index): the same test set every time.
+    Dynamic binarisation, when on, is seeded by (EVAL_BINARIZATION_SEED, index): the same bits
+    every time and for every run.
     """
 
     def prepare(index, element):
         element = dict(preprocess(element))
         if dynamic_binarization:
-            element["image"] = binarize(
-                element["image"], tf.stack([tf.constant(seed, tf.int64), index])
-            )
+            key = tf.stack([tf.constant(EVAL_BINARIZATION_SEED, tf.int64), index])
+            element["image"] = binarize(element["image"], key)
         return element
 
     dataset = (
-        elements.take(num_examples)
-        .enumerate()
+        read_indexed(elements.take(num_examples).enumerate(), read)
         .map(prepare, tf.data.AUTOTUNE)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)

@@ -24,13 +24,16 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from vae_jax.data.types import check_split
+
 FACTOR_NAMES: tuple[str, ...] = ("shape", "scale", "orientation", "pos_x", "pos_y")
 FACTOR_SIZES: tuple[int, ...] = (3, 6, 40, 32, 32)
 NUM_IMAGES = 737_280
 IMAGE_SHAPE = (64, 64, 1)
 NUM_TEST = 10_000
-# The train/test split is the same for every run, whatever its seed, so that runs with different
-# seeds are evaluated on the same images.
+NUM_VALIDATION = 10_000
+# The train/validation/test split is the same for every run, whatever its seed, so that runs with
+# different seeds are selected and evaluated on the same images.
 SPLIT_SEED = 0
 # Training batches rendered ahead in parallel: one thread renders slower than an accelerator
 # trains (README, Performance).
@@ -128,10 +131,16 @@ def render(indices: np.ndarray) -> np.ndarray:
     return images
 
 
-def split(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train [NUM_IMAGES − NUM_TEST], test [NUM_TEST]) flat indices: one seeded permutation."""
+def splits(seed: int) -> dict[str, np.ndarray]:
+    """Flat indices of each split, from one seeded permutation of all images: "test" its first
+    NUM_TEST [NUM_TEST], "validation" the next NUM_VALIDATION [NUM_VALIDATION], "train" the rest
+    [NUM_IMAGES − NUM_TEST − NUM_VALIDATION]."""
     order = np.random.default_rng(seed).permutation(NUM_IMAGES)
-    return order[NUM_TEST:], order[:NUM_TEST]
+    return {
+        "train": order[NUM_TEST + NUM_VALIDATION :],
+        "validation": order[NUM_TEST : NUM_TEST + NUM_VALIDATION],
+        "test": order[:NUM_TEST],
+    }
 
 
 def batch(flat_indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -146,7 +155,8 @@ def train_batches(
     start_step: int = 0,
     process: tuple[int, int] = (0, 1),
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Endless batches drawn uniformly (with replacement) from the train split.
+    """Endless batches drawn uniformly (with replacement) from the train split (never from
+    validation or test).
 
     Step t's batch depends only on (seed, t), so resuming at start_step=k yields exactly
     the batches a run from step 0 would have seen from its k-th batch onward. With
@@ -156,7 +166,7 @@ def train_batches(
     the GIL), so the renderer keeps up with an accelerator.
     """
     index, count = process
-    train, _ = split(SPLIT_SEED)
+    train = splits(SPLIT_SEED)["train"]
 
     def render_step(step: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([seed, step])
@@ -172,15 +182,20 @@ def train_batches(
             pending.append(pool.submit(render_step, next(steps)))
 
 
-def test_batches(
-    batch_size: int, num_examples: int | None = None
+def eval_batches(
+    split: str, batch_size: int, num_examples: int | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
-    """The test split in order, first num_examples of it (all NUM_TEST if None); the last
-    batch may be smaller. A bad num_examples fails here, not at the first batch."""
-    if num_examples is not None and not 0 < num_examples <= NUM_TEST:
+    """The `split` ("train", "validation" or "test") in order, its first num_examples (all of it
+    if None); the last batch may be smaller. A bad split or num_examples fails here, not at the
+    first batch."""
+    check_split(split)
+    indices = splits(SPLIT_SEED)[split]
+    if num_examples is not None and not 0 < num_examples <= len(indices):
         raise ValueError(
-            f"num_examples={num_examples} must be in 1..{NUM_TEST} (the size of the test split),"
-            " or None for all of it"
+            f"num_examples={num_examples} must be in 1..{len(indices)} (the size of the {split} "
+            "split), or None for all of it"
         )
-    test = split(SPLIT_SEED)[1][:num_examples]
-    return (batch(test[start : start + batch_size]) for start in range(0, len(test), batch_size))
+    indices = indices[:num_examples]
+    return (
+        batch(indices[start : start + batch_size]) for start in range(0, len(indices), batch_size)
+    )

@@ -6,11 +6,17 @@ manual directory (`dataset.manual_dir`, default `<data_dir>/downloads/manual`) w
 there, otherwise by TFDS's own download. CelebA is never downloaded: TFDS fetches it from Google
 Drive, which fails more often than not, so a missing file stops the run at once with a message
 that lists the files and where to put them (TFDS would otherwise retry the network for minutes).
+
+Splits are exactly TFDS's, except that a dataset without a "validation" split (MNIST,
+Fashion-MNIST, CIFAR-10, cmaterdb, ...) has one carved out of the end of its "train": the last
+carved_validation_size(n) of its n training examples (10 %, at most MAX_CARVED_VALIDATION), which
+training then never reads. CelebA keeps its official validation split.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import ml_collections
@@ -18,7 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vae_jax.data.pipeline import Source
-from vae_jax.data.types import DataNotFoundError
+from vae_jax.data.types import DataNotFoundError, check_split
 
 CELEB_A_FILES = (
     "img_align_celeba.zip",
@@ -71,6 +77,10 @@ CELEB_A_ATTRIBUTES = [
 ]
 # Datasets stored with pixel values {0, 1} rather than {0, 255}.
 BINARY_PIXEL_DATASETS = ("binarized_mnist",)
+# A validation split carved out of "train" is this fraction of it, at most MAX_CARVED_VALIDATION
+# examples: 6,000 of MNIST's 60,000, 5,000 of CIFAR-10's 50,000 (the usual 45k / 5k).
+CARVED_VALIDATION_FRACTION = 0.1
+MAX_CARVED_VALIDATION = 10_000
 
 
 def data_dir(dataset_config: ml_collections.ConfigDict) -> Path:
@@ -145,27 +155,69 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuild
     return dataset_builder
 
 
-def _tfds_split(dataset_builder: tfds.core.DatasetBuilder, split: str) -> str:
-    """Our "train" / "test" / "validation" in the builder's own split names."""
-    available = dataset_builder.info.splits.keys()
-    if not available:  # a builder without split metadata (e.g. under tfds.testing.mock_data)
-        return split
-    fallbacks = {"test": ("test", "validation"), "validation": ("validation", "test")}
-    for name in fallbacks.get(split, (split,)):
-        if name in available:
-            return name
-    raise ValueError(
-        f"TFDS {dataset_builder.name!r} has no {split!r} split; it has {sorted(available)}"
-    )
+def carved_validation_size(num_train: int) -> int:
+    """How many of `num_train` training examples a carved validation split takes (at least 1)."""
+    return max(1, min(MAX_CARVED_VALIDATION, round(CARVED_VALIDATION_FRACTION * num_train)))
 
 
-def _num_examples(
-    dataset_builder: tfds.core.DatasetBuilder, split: str, examples: tf.data.Dataset
-) -> int:
-    """From the split metadata, or by counting when the builder has none."""
-    if split in dataset_builder.info.splits:
-        return dataset_builder.info.splits[split].num_examples
+def tfds_split(name: str, split_sizes: Mapping[str, int], split: str) -> tuple[str, int]:
+    """Our `split` as a TFDS split (with slicing) and its size, given the dataset's split sizes
+    {TFDS split name: examples}.
+
+    Without a TFDS "validation" split, ours is the last carved_validation_size(n) of TFDS's n
+    "train" examples ("train[n-v:]") and our "train" the rest ("train[:n-v]"). Raises ValueError
+    naming the splits there are when the dataset has no such split.
+    """
+    check_split(split)
+    carve = "validation" not in split_sizes and "train" in split_sizes
+    if carve and split in ("train", "validation"):
+        num_train = split_sizes["train"]
+        kept = num_train - carved_validation_size(num_train)
+        if split == "train":
+            return f"train[:{kept}]", kept
+        return f"train[{kept}:]", num_train - kept
+    if split not in split_sizes:
+        ours = sorted(set(split_sizes) | ({"validation"} if carve else set()))
+        raise ValueError(f"TFDS {name!r} has no {split!r} split; it has: {', '.join(ours)}")
+    return split, split_sizes[split]
+
+
+def _count(examples: tf.data.Dataset) -> int:
     return int(examples.reduce(0, lambda count, _: count + 1))
+
+
+def _split_examples(
+    dataset_builder: tfds.core.DatasetBuilder, split: str, decoders
+) -> tuple[tf.data.Dataset, int]:
+    """The examples of our `split` in a fixed order, and how many there are."""
+    check_split(split)
+    split_sizes = {
+        str(name): info.num_examples for name, info in dataset_builder.info.splits.items()
+    }
+    if split_sizes:
+        name, num_examples = tfds_split(dataset_builder.name, split_sizes, split)
+        examples = dataset_builder.as_dataset(split=name, shuffle_files=False, decoders=decoders)
+        return examples, num_examples
+    # No split metadata: only a builder under tfds.testing.mock_data, which serves any split name
+    # and ignores slicing. Carve validation out of train as for a dataset without one.
+    tfds_name = "test" if split == "test" else "train"
+    examples = dataset_builder.as_dataset(split=tfds_name, shuffle_files=False, decoders=decoders)
+    num_examples = _count(examples)
+    if split == "test":
+        return examples, num_examples
+    kept = num_examples - carved_validation_size(num_examples)
+    if split == "train":
+        return examples.take(kept), kept
+    return examples.skip(kept), num_examples - kept
+
+
+def channels(
+    dataset_config: ml_collections.ConfigDict, dataset_builder: tfds.core.DatasetBuilder
+) -> int:
+    """dataset.channels, or (None) the channels of the builder's "image" feature."""
+    if dataset_config.channels is not None:
+        return dataset_config.channels
+    return dataset_builder.info.features["image"].shape[-1]
 
 
 def _extras(example: dict) -> dict[str, tf.Tensor]:
@@ -182,13 +234,13 @@ def _extras(example: dict) -> dict[str, tf.Tensor]:
 
 
 def load(dataset_config: ml_collections.ConfigDict, split: str) -> Source:
-    """One split of dataset.name as encoded images (decoded for binary-pixel datasets) + extras."""
+    """Our `split` ("train", "validation" or "test", see tfds_split) of dataset.name as encoded
+    images (decoded for binary-pixel datasets) + extras."""
     dataset_builder = prepare(dataset_config)
-    tfds_split = _tfds_split(dataset_builder, split)
     binary_pixels = dataset_config.name in BINARY_PIXEL_DATASETS
     # Keep JPEG/PNG bytes until after shuffling and skipping: decoding is the expensive part.
     decoders = None if binary_pixels else {"image": tfds.decode.SkipDecoding()}
-    examples = dataset_builder.as_dataset(split=tfds_split, shuffle_files=False, decoders=decoders)
+    examples, num_examples = _split_examples(dataset_builder, split, decoders)
 
     def to_element(example):
         image = example["image"] * 255 if binary_pixels else example["image"]
@@ -196,6 +248,6 @@ def load(dataset_config: ml_collections.ConfigDict, split: str) -> Source:
 
     return Source(
         elements=examples.map(to_element, tf.data.AUTOTUNE),
-        num_examples=_num_examples(dataset_builder, tfds_split, examples),
-        channels=dataset_builder.info.features["image"].shape[-1],
+        num_examples=num_examples,
+        channels=channels(dataset_config, dataset_builder),
     )

@@ -12,6 +12,7 @@ All numbers are per example, in nats unless named bits_per_dim.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
@@ -20,7 +21,9 @@ from vae_jax import config as config_lib
 from vae_jax import figures, parallel, report, writers
 from vae_jax import objectives as O
 from vae_jax.evaluation import disentanglement, likelihood, probes
-from vae_jax.run import Run, load_run
+
+if TYPE_CHECKING:
+    from vae_jax.run import Run
 
 __all__ = ["analyze", "evaluate_run", "format_table"]
 
@@ -46,23 +49,26 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
 
     test = per_example("test", cfg.analysis_examples)
     codes = test["mean"]
-    results = {"step": run.step, "num_examples": len(codes)}
-    results.update({name: float(test[name].mean()) for name in ("elbo", "rate", "distortion")})
+    results = {"step": run.step, "ema": run.ema, "num_examples": len(codes)}
+    for name in ("elbo", "rate", "distortion"):
+        results.update(report.mean_with_error(name, test[name]))
 
     images = np.concatenate([b["image"] for b in run.dataset("test", cfg.iwae_examples)])
     nll = likelihood.iwae_nll(
         run.model, run.params, images, iwae_key, cfg.iwae_samples, cfg.iwae_chunk
     )
+    results.update(report.mean_with_error("iwae_nll", nll))
     results.update(
-        iwae_nll=float(nll.mean()),
         iwae_samples=cfg.iwae_samples,
         iwae_examples=len(nll),
         # −ELBO of the same examples, for the gap to the IWAE bound
         iwae_examples_neg_elbo=float(-test["elbo"][: len(nll)].mean()),
     )
     if run.config.model.likelihood == "discretized_logistic":
-        results["bits_per_dim"] = O.bits_per_dim(results["iwae_nll"], run.image_shape)
-        results["elbo_bits_per_dim"] = O.bits_per_dim(-results["elbo"], run.image_shape)
+        bits = O.bits_per_dim(nll, run.image_shape)
+        results.update(report.mean_with_error("bits_per_dim", bits))
+        elbo_bits = O.bits_per_dim(-test["elbo"], run.image_shape)
+        results.update(report.mean_with_error("elbo_bits_per_dim", elbo_bits))
 
     num_active, variances = likelihood.active_units(codes)
     results.update(
@@ -72,12 +78,20 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
     )
     if "factors" in test:
         results.update(disentanglement.factor_metrics(codes, test["factors"]))
-    if "attributes" in test:
+    probed = [name for name in ("attributes", "label") if name in test]
+    if probed:
         # Fitted on as many training examples as there are test codes.
         train = per_example("train", len(codes))
-        results.update(
-            probes.attribute_metrics(train["mean"], train["attributes"], codes, test["attributes"])
-        )
+        if "attributes" in test:
+            results.update(
+                probes.attribute_metrics(
+                    train["mean"], train["attributes"], codes, test["attributes"]
+                )
+            )
+        if "label" in test:
+            results.update(
+                probes.label_metrics(train["mean"], train["label"], codes, test["label"])
+            )
     return results
 
 
@@ -138,6 +152,8 @@ def analyze(
     aside) and figures/*.png (also logged to TensorBoard). `eval_overrides`
     ({"eval.iwae_samples": 100, ...}) change the evaluation settings of the run's config.
     Returns the evaluation dict."""
+    from vae_jax.run import load_run  # run.py uses likelihood.py: import it after this package
+
     workdir = Path(workdir)
     run = load_run(workdir, step)
     overrides = dict(eval_overrides or {})
@@ -174,16 +190,18 @@ TABLE_KEYS = (
     "dci_completeness",
     "dci_informativeness",
     "attribute_probe_accuracy",
+    "label_probe_accuracy",
 )
 
 
 def format_table(results: dict) -> str:
     """The headline numbers of an evaluation as a text table: label, value, eval.json key."""
-    rows = [
-        (report.header(key), report.format_metric(key, results[key]), key)
-        for key in TABLE_KEYS
-        if key in results
-    ]
+    rows = []
+    for key in (k for k in TABLE_KEYS if k in results):
+        value = report.format_metric(key, results[key])
+        if f"{key}_se" in results:
+            value += f" ± {report.format_metric(key, results[f'{key}_se'])}"
+        rows.append((report.header(key), value, key))
     label_width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
     return "\n".join(

@@ -19,7 +19,7 @@ from vae_jax.models import VAE
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Cov_x(E_q[z_i]) above this is active
 IWAE_IMAGES_PER_CALL = 2048  # importance samples x images per decoder call
-LABEL_KEYS = ("factors", "attributes")  # per-example labels that batches may carry
+LABEL_KEYS = ("factors", "attributes", "label")  # per-example labels batches may carry
 
 
 def marginal_kl_per_dimension(posterior: D.Gaussian) -> jax.Array:

@@ -63,8 +63,17 @@ class LikelihoodHead(nn.Module):
             return L.Gaussian(raw, jnp.full((), math.log(self.gaussian_scale), raw.dtype))
         if self.likelihood == "gaussian_learned":
             # One learned σ per image channel (σ-VAE, Rybkin et al. 2021), starting at σ = 1.
-            log_scale = self.param("log_scale", nn.initializers.zeros, (raw.shape[-1],))
-            return L.Gaussian(raw, log_scale)
+            # σ = σ_min + e^θ: a smooth floor, so θ keeps a gradient wherever it goes (a hard
+            # max(σ, σ_min) would freeze a θ that went below). θ keeps the name log_scale so
+            # checkpoints from before the floor still restore (their σ moves up by σ_min).
+            theta = self.param(
+                "log_scale",
+                nn.initializers.constant(math.log1p(-L.MIN_GAUSSIAN_SCALE)),
+                (raw.shape[-1],),
+            )
+            return L.Gaussian(raw, jnp.logaddexp(theta, math.log(L.MIN_GAUSSIAN_SCALE)))
+        if self.likelihood == "gaussian_optimal":
+            return L.GaussianOptimalScale(raw)
         if self.likelihood == "discretized_logistic":
             loc, log_scale = jnp.split(raw, 2, axis=-1)
             return L.DiscretizedLogistic(loc, jnp.maximum(log_scale, MIN_LOGISTIC_LOG_SCALE))
