@@ -35,3 +35,27 @@ def pytest_unconfigure(config):
     del config
     if not _KEEP_CACHE:
         shutil.rmtree(os.path.dirname(_CACHE_DIR), ignore_errors=True)
+
+
+# The test files that take longest start first, so that with two pytest-xdist workers (one file
+# each at a time) the short files fill the end instead of one long file running alone.
+LONGEST_FIRST = (
+    "test_train.py",
+    "test_tfds.py",
+    "test_robustness.py",
+    "test_parallel.py",
+    "test_evaluation.py",
+    "test_sweep.py",
+    "test_models.py",
+    "test_launch.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    del config
+
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file stays
