@@ -1,8 +1,7 @@
 """One persistent XLA compilation cache for the whole test session, shared with the launch.py
 subprocesses that tests start: the same tiny models compile once, not once per test.
 
-With JAX_COMPILATION_CACHE_DIR set, that directory is used (a subdirectory per pytest-xdist
-worker) and kept, so a repeated run (the
+With JAX_COMPILATION_CACHE_DIR set, that directory is used and kept, so a repeated run (the
 `pytest -m "not slow"` inner loop) compiles almost nothing; otherwise a temporary one is made and
 removed at the end.
 """
@@ -13,12 +12,12 @@ import tempfile
 
 import jax
 
+# pytest-xdist workers inherit the directory that the main process sets up below, so they share
+# one cache: JAX writes entries in place, and an entry read while another worker writes it is
+# recompiled with a warning (jax._src.compiler._cache_read), never used torn.
 _KEEP_CACHE = bool(os.environ.get("JAX_COMPILATION_CACHE_DIR"))
-# One directory per pytest-xdist worker: JAX writes cache entries in place, so two processes
-# writing one entry at once could leave it torn.
-_CACHE_DIR = os.path.join(
-    os.environ.get("JAX_COMPILATION_CACHE_DIR") or tempfile.mkdtemp(prefix="vae_jax_xla_cache_"),
-    os.environ.get("PYTEST_XDIST_WORKER", "main"),
+_CACHE_DIR = os.environ.get("JAX_COMPILATION_CACHE_DIR") or tempfile.mkdtemp(
+    prefix="vae_jax_xla_cache_"
 )
 
 
@@ -34,7 +33,7 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     del config
     if not _KEEP_CACHE:
-        shutil.rmtree(os.path.dirname(_CACHE_DIR), ignore_errors=True)
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 # The test files that take longest start first, so that with two pytest-xdist workers (one file
