@@ -107,7 +107,7 @@ def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple
     figures_ = {
         "reconstructions": (
             np.stack([inputs, np.asarray(run.reconstruct(inputs))]),
-            f"Reconstructions at step {run.step} (decoded posterior means)",
+            f"Reconstructions at step {run.step}: E[x] under p(x|z) at the posterior mean",
             ["test input", "reconstruction"],
             None,
         )
@@ -118,7 +118,7 @@ def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple
         )
         figures_[f"samples_t{temperature:g}"] = (
             samples.reshape((4, FIGURE_COLUMNS) + samples.shape[1:]),
-            f"Samples, z ~ N(0, {temperature:g}² I), step {run.step}",
+            f"Samples: E[x] under p(x|z), z ~ N(0, {temperature:g}² I), step {run.step}",
             None,
             None,
         )
@@ -128,7 +128,8 @@ def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple
     dims = by_kl[:MAX_TRAVERSAL_ROWS]
     figures_["traversals"] = (
         np.asarray(run.traverse(inputs[0], dims, TRAVERSAL_VALUES)),
-        f"Latent traversals of one test image (active dimensions by KL), step {run.step}",
+        f"Latent traversals of one test image (active dimensions by KL): E[x] under p(x|z), "
+        f"step {run.step}",
         [f"z{d}  KL {kl[d]:.2f}" for d in dims],
         [f"{v:+g}" for v in TRAVERSAL_VALUES],
     )
