@@ -164,17 +164,21 @@ def set_aside(workdir: str | Path, steps: list[int]) -> None:
         logging.warning("Moved the damaged checkpoint at step %d to %s", step, target)
 
 
-def latest_step(workdir: str | Path) -> int | None:
-    """The highest finalized step under <workdir>/checkpoints/, or None; reads the directory only.
+def available_steps(workdir: str | Path) -> list[int]:
+    """The finalized steps under <workdir>/checkpoints/, ascending; reads the directory only.
 
     orbax writes each step into a temporary directory and renames it to <step>/ when complete,
     so a name made of digits is a finished checkpoint.
     """
     directory = Path(workdir) / CHECKPOINT_DIR
     if not directory.is_dir():
-        return None
-    steps = [int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(steps, default=None)
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def latest_step(workdir: str | Path) -> int | None:
+    """The highest finalized step under <workdir>/checkpoints/, or None."""
+    return max(available_steps(workdir), default=None)
 
 
 def is_finished(workdir: str | Path, num_steps: int) -> bool:

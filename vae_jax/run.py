@@ -58,7 +58,7 @@ class Run:
     @property
     def available_steps(self) -> list[int]:
         """The steps of the checkpoints in <workdir>/checkpoints/, ascending."""
-        return available_steps(self.workdir)
+        return checkpoints.available_steps(self.workdir)
 
     @property
     def latent_dim(self) -> int:
@@ -124,14 +124,6 @@ class Run:
         return data.eval_batches(self.config, split, num_examples)
 
 
-def available_steps(workdir: str | Path) -> list[int]:
-    """The steps of the finished checkpoints in <workdir>/checkpoints/, ascending."""
-    directory = Path(workdir) / checkpoints.CHECKPOINT_DIR
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def _step_dir(workdir: Path, step: int | str | None) -> Path:
     """The directory of checkpoint `step` (None: the latest; "best": the best by validation
     ELBO). Raises FileNotFoundError listing what exists."""
@@ -143,7 +135,7 @@ def _step_dir(workdir: Path, step: int | str | None) -> Path:
                 "evaluation); use step=None for the latest"
             )
         return workdir / checkpoints.BEST_DIR / str(best["step"])
-    steps = available_steps(workdir)
+    steps = checkpoints.available_steps(workdir)
     if not steps:
         contents = sorted(p.name for p in workdir.iterdir())
         raise FileNotFoundError(f"{workdir} has no checkpoints; it contains: {contents}")
