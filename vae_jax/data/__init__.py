@@ -25,11 +25,22 @@ from collections.abc import Callable, Iterable, Iterator
 
 import jax
 import ml_collections
+import numpy as np
 
 from vae_jax.data import shapes
 from vae_jax.data.types import SPLITS, Batch, DataNotFoundError, check_split
 
-__all__ = ["SPLITS", "Batch", "DataNotFoundError", "eval_batches", "image_shape", "train_batches"]
+__all__ = [
+    "SPLITS",
+    "Batch",
+    "DataNotFoundError",
+    "eval_batches",
+    "factor_sizes",
+    "image_shape",
+    "images_for_factors",
+    "num_train_examples",
+    "train_batches",
+]
 
 
 def image_shape(dataset_config: ml_collections.ConfigDict) -> tuple[int, int, int]:
@@ -48,6 +59,35 @@ def image_shape(dataset_config: ml_collections.ConfigDict) -> tuple[int, int, in
     from vae_jax.data import tfds as tfds_source  # imports TensorFlow, see above
 
     return (size, size, tfds_source.channels(dataset_config, tfds_source.builder(dataset_config)))
+
+
+def factor_sizes(dataset_config: ml_collections.ConfigDict) -> tuple[int, ...] | None:
+    """How many values each ground-truth factor takes (in the order of a batch's "factors"
+    columns), or None for a dataset without factors."""
+    if dataset_config.name == "shapes":
+        return shapes.FACTOR_SIZES
+    return None
+
+
+def images_for_factors(
+    dataset_config: ml_collections.ConfigDict, factors: np.ndarray
+) -> np.ndarray:
+    """Factor indices [N, F] (column f in 0..factor_sizes[f]−1) -> the images with exactly those
+    factors [N, H, W, C] float32 in [0, 1]: what the disentanglement scores that fix one factor
+    and draw the others need. Shapes renders them."""
+    if dataset_config.name == "shapes":
+        return shapes.render(factors)
+    raise ValueError(
+        f"dataset.name={dataset_config.name!r} has no ground-truth factors; datasets with "
+        "factors: shapes"
+    )
+
+
+def num_train_examples(dataset_config: ml_collections.ConfigDict) -> int:
+    """The size N of the train split (the aggregate posterior's N in the TC estimators)."""
+    if dataset_config.name == "shapes":
+        return len(shapes.splits(shapes.SPLIT_SEED)["train"])
+    return _source(dataset_config, "train").num_examples
 
 
 def _source(dataset_config: ml_collections.ConfigDict, split: str):
