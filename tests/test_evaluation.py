@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 
 from experiments import base, shapes
+from vae_jax import config as config_lib
+from vae_jax import data, evaluation, train
 from vae_jax import distributions as D
-from vae_jax import evaluation, train
 from vae_jax import objectives as O
+from vae_jax.data import shapes as shapes_data
 from vae_jax.evaluation import likelihood, probes
 from vae_jax.models import VAE, make_model
 from vae_jax.run import Run, load_run
@@ -143,7 +145,9 @@ def test_attribute_probe_is_accurate_for_linearly_coded_attributes_and_chance_ot
 
 @pytest.mark.slow
 def test_analyze_writes_eval_json_and_figures_and_keeps_other_steps_results(tiny_run, tmp_path):
-    results = evaluation.analyze(tiny_run)
+    # A few fixed-factor points: disentanglement_lib's 10,000 would render 2.9 million images.
+    few_points = {"eval.factor_score_points": 20}
+    results = evaluation.analyze(tiny_run, eval_overrides=few_points)
     saved = json.loads((tiny_run / "eval.json").read_text())
     assert saved["step"] == 20 and saved["iwae_examples"] == 8
     for key in (
@@ -154,9 +158,15 @@ def test_analyze_writes_eval_json_and_figures_and_keeps_other_steps_results(tiny
         "active_units",
         "mig",
         "dci_disentanglement",
+        "sap_score",
+        "modularity",
+        "explicitness",
+        "beta_vae_score",
+        "factor_vae_score",
         "kl_per_dim",
     ):
         assert key in saved, key
+    assert saved["factor_score_points"] == 20
     assert saved["iwae_nll"] == pytest.approx(results["iwae_nll"])
     assert len(saved["kl_per_dim"]) == 4
     for name in ("reconstructions", "samples_t0.7", "samples_t1", "traversals", "interpolations"):
@@ -165,7 +175,7 @@ def test_analyze_writes_eval_json_and_figures_and_keeps_other_steps_results(tiny
     # A stale eval.json of another step is kept, not overwritten.
     stale = dict(saved, step=10)
     (tiny_run / "eval.json").write_text(json.dumps(stale))
-    evaluation.analyze(tiny_run)
+    evaluation.analyze(tiny_run, eval_overrides=few_points)
     assert json.loads((tiny_run / "eval_step_10.json").read_text())["step"] == 10
     assert json.loads((tiny_run / "eval.json").read_text())["step"] == 20
 
@@ -179,6 +189,7 @@ def test_analyze_command_applies_eval_overrides(tiny_run):
             "--mode=analyze",
             f"--workdir={tiny_run}",
             "--config.eval.iwae_samples=3",
+            "--config.eval.factor_score_points=20",
         ],
         cwd=REPO,
         capture_output=True,
@@ -191,58 +202,133 @@ def test_analyze_command_applies_eval_overrides(tiny_run):
     assert "iwae_nll" in result.stdout
 
 
-FACTOR_LEVELS = 10  # per factor; MIG's 20 bins resolve every level, so a perfect code scores 1
+SIZES = np.array(shapes_data.FACTOR_SIZES)
+# A uniform index in 0..size−1 has mean (size − 1)/2 and variance (size² − 1)/12.
+MEANS, STDS = (SIZES - 1) / 2, np.sqrt((SIZES**2 - 1) / 12)
+NOISE = 0.01  # s.d. added to every code
 
 
-def factor_run(tmp_path, read_pixels: list[int]):
-    """A Run whose encoder is hand-built: code d is pixel read_pixels[d] of the image (posterior
-    σ = e^-5), and whose test split holds images with factor f written into pixel f, as
-    f / FACTOR_LEVELS, plus one pixel of noise (pixel 5)."""
+def factor_pixels(factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Images [N, 64, 64, 1] standing in for shapes renders: pixel f holds factor f as
+    (index + 0.5) / size, pixels 5, 6, ... hold uniform noise."""
+    images = np.zeros((len(factors), 64 * 64), np.float32)
+    images[:, :5] = (factors + 0.5) / SIZES
+    images[:, 5:32] = rng.random((len(factors), 27))
+    return images.reshape(-1, 64, 64, 1)
+
+
+def hadamard_mixing() -> np.ndarray:
+    """M [8, 5]: the first five columns of the 8x8 Sylvester Hadamard matrix over √5, every
+    code ±1/√5 times every standardised factor (see tests/test_disentanglement.py)."""
+    h = np.array([[1.0]])
+    for _ in range(3):
+        h = np.block([[h, h], [h, -h]])
+    return h[:, :5] / np.sqrt(5)
+
+
+def factor_run(tmp_path, monkeypatch, mixing: np.ndarray | None) -> Run:
+    """A shapes Run whose images carry their factors in pixels (`factor_pixels`, for the test
+    split and for data.images_for_factors alike) and whose encoder is hand-built: codes =
+    mixing @ standardised factors + N(0, NOISE²) noise read from the noise pixels, posterior
+    σ = e^-5; mixing [k, 5], None: codes of noise only."""
+    latent_dim = 5 if mixing is None else len(mixing)
+    mixing = np.zeros((latent_dim, 5)) if mixing is None else mixing
     config = shapes.get_config("tiny")
-    config.model.update(kind="mlp", hidden=(), latent_dim=len(read_pixels))
-    config.eval.update(analysis_examples=1000, iwae_examples=8, iwae_samples=4, batch_size=96)
+    config.model.update(kind="mlp", hidden=(), latent_dim=latent_dim)
+    config.eval.update(
+        analysis_examples=1000,
+        iwae_examples=8,
+        iwae_samples=4,
+        batch_size=500,
+        factor_score_points=200,
+    )
     model = make_model(config.model, (64, 64, 1))
     params = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)), jax.random.key(0))
-    kernel = np.zeros((64 * 64, len(read_pixels)), np.float32)
-    kernel[read_pixels, np.arange(len(read_pixels))] = 1.0
+    # pixel p = (f + 0.5) / size, so (f − mean) / s.d. = (size p − 0.5 − mean) / s.d.
+    kernel = np.zeros((64 * 64, latent_dim), np.float32)
+    kernel[:5] = (mixing * SIZES / STDS).T
+    bias = mixing @ (-(0.5 + MEANS) / STDS)
+    noise = NOISE * np.sqrt(12)  # uniform noise pixels have s.d. 1 / √12
+    kernel[5 + np.arange(latent_dim), np.arange(latent_dim)] = noise
+    bias -= noise / 2
     head = params["params"]["encoder"]["GaussianHead_0"]
-    head["mean"] = {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(len(read_pixels))}
-    head["log_var"] = {
-        "kernel": jnp.zeros_like(kernel),
-        "bias": jnp.full(len(read_pixels), -10.0),
-    }
+    head["mean"] = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias, jnp.float32)}
+    head["log_var"] = {"kernel": jnp.zeros_like(kernel), "bias": jnp.full(latent_dim, -10.0)}
     run = Run(config, 0, params, tmp_path, ema=False)
     rng = np.random.default_rng(0)
-    factors = rng.integers(0, FACTOR_LEVELS, (1000, 5))
-    images = np.zeros((1000, 64 * 64), np.float32)
-    images[:, :5] = factors / FACTOR_LEVELS
-    images[:, 5] = rng.random(1000)
-    images = images.reshape(1000, 64, 64, 1)
+    monkeypatch.setattr(data, "images_for_factors", lambda _, factors: factor_pixels(factors, rng))
+    factors = np.stack([rng.integers(0, size, 1000) for size in SIZES], axis=1)
+    images = factor_pixels(factors, rng)
 
     def dataset(split, num_examples=None):
         assert split == "test", split
         n = num_examples or 1000
         return [
-            {"image": images[i : min(i + 96, n)], "factors": factors[i : min(i + 96, n)]}
-            for i in range(0, n, 96)
+            {"image": images[i : min(i + 500, n)], "factors": factors[i : min(i + 500, n)]}
+            for i in range(0, n, 500)
         ]
 
     run.dataset = dataset
     return run
 
 
-def test_a_perfectly_disentangled_encoder_scores_mig_and_dci_near_one_through_evaluate_run(
-    tmp_path,
+def test_a_perfectly_disentangled_encoder_scores_every_metric_near_its_ceiling_through_evaluate_run(
+    tmp_path, monkeypatch
 ):
-    results = evaluation.evaluate_run(factor_run(tmp_path, [0, 1, 2, 3, 4]), jax.random.key(0))
-    assert results["mig"] > 0.9, results["mig"]
-    assert results["dci_disentanglement"] > 0.9, results["dci_disentanglement"]
+    # What a perfect code can score on the shapes factors from 1,000 test codes (the predictors
+    # fitted on 500): MIG 0.82, as 20 bins keep log 20 of the 40 orientations' log 40 nats and
+    # the plug-in MI of an independent code is biased up by about (20 − 1)(40 − 1) / 2N = 0.37
+    # nats; SAP 0.17 (0.245 from 10,000 codes): one-code linear classifiers read few values
+    # of a many-valued factor (see test_disentanglement); explicitness 0.91; the others ~1.
+    results = evaluation.evaluate_run(
+        factor_run(tmp_path, monkeypatch, np.eye(5)), jax.random.key(0)
+    )
+
+    expected = {
+        "mig": (0.75, 0.92),
+        "dci_disentanglement": (0.85, 1.0),
+        "sap_score": (0.12, 0.27),
+        "modularity": (0.97, 1.0),
+        "explicitness": (0.88, 1.0),
+        "beta_vae_score": (1.0, 1.0),
+        "factor_vae_score": (1.0, 1.0),
+    }
+    for key, (low, high) in expected.items():
+        assert low <= results[key] <= high, f"{key} = {results[key]}, expected in [{low}, {high}]"
     assert results["num_examples"] == 1000 and results["active_units"] == 5
+    assert results["factor_score_points"] == 200
 
 
-def test_codes_that_ignore_the_factors_score_mig_near_zero_through_evaluate_run(tmp_path):
-    results = evaluation.evaluate_run(factor_run(tmp_path, [5, 5, 5, 5, 5]), jax.random.key(0))
+def test_an_equal_weight_mixing_of_all_factors_scores_near_chance_through_evaluate_run(
+    tmp_path, monkeypatch
+):
+    # Every code is ±1/√5 times every factor. Explicitness (linear decodability) is untouched
+    # by an invertible mixing; the disentanglement scores drop to about chance (BetaVAE and
+    # FactorVAE: 1/5). Modularity stays at 0.59 with 1,000 codes (0.22 with 10,000): the MI
+    # estimator's bias grows with a factor's number of values, which makes the rows uneven.
+    results = evaluation.evaluate_run(
+        factor_run(tmp_path, monkeypatch, hadamard_mixing()), jax.random.key(0)
+    )
+
+    expected = {
+        "mig": (0.0, 0.1),
+        "dci_disentanglement": (0.0, 0.1),
+        "sap_score": (0.0, 0.03),
+        "modularity": (0.0, 0.7),
+        "explicitness": (0.88, 1.0),
+        "beta_vae_score": (0.0, 0.35),
+        "factor_vae_score": (0.0, 0.35),
+    }
+    for key, (low, high) in expected.items():
+        assert low <= results[key] <= high, f"{key} = {results[key]}, expected in [{low}, {high}]"
+
+
+def test_codes_that_ignore_the_factors_score_mig_near_zero_through_evaluate_run(
+    tmp_path, monkeypatch
+):
+    results = evaluation.evaluate_run(factor_run(tmp_path, monkeypatch, None), jax.random.key(0))
     assert results["mig"] < 0.1, results["mig"]
+    assert results["factor_vae_score"] < 0.4, results["factor_vae_score"]
 
 
 def test_label_probe_reads_a_linearly_coded_class_and_falls_to_the_majority_otherwise():
@@ -258,3 +344,13 @@ def test_label_probe_reads_a_linearly_coded_class_and_falls_to_the_majority_othe
     assert metrics["label_majority_baseline"] == pytest.approx(
         np.bincount(labels[1000:]).max() / 1000
     )
+
+
+@pytest.mark.parametrize("points", [1, 0, -5])
+def test_factor_score_points_below_two_fail_naming_the_key(points):
+    # One training point leaves no evaluation point (there are half as many).
+    config = config_lib.apply_overrides(
+        shapes.get_config("tiny"), {"eval.factor_score_points": points}
+    )
+    with pytest.raises(config_lib.ConfigError, match="eval.factor_score_points"):
+        config_lib.validate(config)

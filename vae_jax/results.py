@@ -39,6 +39,10 @@ EVAL_COLUMNS = (
     "active_units",
     "mig",
     "dci_disentanglement",
+    "sap_score",
+    "modularity",
+    "beta_vae_score",
+    "factor_vae_score",
 )
 COLUMNS = TRAINING_COLUMNS + EVAL_COLUMNS + ("wall_time_s",)
 

@@ -93,6 +93,11 @@ def get_config() -> ml_collections.ConfigDict:
             iwae_examples=1_000,
             iwae_samples=1_000,
             iwae_chunk=100,
+            # Training points (FactorVAE: votes) of the BetaVAE and FactorVAE scores on datasets
+            # with factors; half as many evaluation points, FactorVAE's variances from as many
+            # codes. None: disentanglement_lib's 10,000 (each point encodes 64 or 128 rendered
+            # images, 2.9 million in all: set a few hundred for smoke runs).
+            factor_score_points=config_dict.placeholder(int),
             num_figures=64,
         )
     )

@@ -140,6 +140,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "eval.analysis_examples",
     ):
         _at_least(config, key, 1, integer=True, optional=True)
+    _at_least(config, "eval.factor_score_points", 2, integer=True, optional=True)
     for key in (
         "seed",
         "objective.kl_warmup_steps",

@@ -3,7 +3,8 @@
 
     likelihood.py       ELBO on batches (shared with training's periodic evaluation), IWAE,
                         per-dimension KL, active units
-    disentanglement.py  MIG, DCI (datasets with ground-truth factors)
+    disentanglement.py  MIG, DCI, SAP, modularity, explicitness, BetaVAE and FactorVAE scores
+                        (datasets with ground-truth factors)
     probes.py           linear probes of labels from the codes (CelebA attributes)
 
 All numbers are per example, in nats unless named bits_per_dim.
@@ -11,14 +12,16 @@ All numbers are per example, in nats unless named bits_per_dim.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
+from absl import logging
 
 from vae_jax import config as config_lib
-from vae_jax import figures, parallel, report, writers
+from vae_jax import data, figures, parallel, report, writers
 from vae_jax import objectives as O
 from vae_jax.evaluation import disentanglement, likelihood, probes
 
@@ -33,7 +36,7 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
 
     Sizes come from run.config.eval: analysis_examples (ELBO, active units, disentanglement,
     probes; None: the whole split), iwae_examples and iwae_samples (IWAE), iwae_chunk (samples
-    per decoder call), batch_size.
+    per decoder call), factor_score_points (BetaVAE and FactorVAE scores), batch_size.
     """
     cfg = run.config.eval
     mesh = parallel.make_mesh()
@@ -78,6 +81,9 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
     )
     if "factors" in test:
         results.update(disentanglement.factor_metrics(codes, test["factors"]))
+    factor_sizes = data.factor_sizes(run.config.dataset)
+    if factor_sizes is not None:
+        results.update(_fixed_factor_scores(run, factor_sizes))
     probed = [name for name in ("attributes", "label") if name in test]
     if probed:
         # Fitted on as many training examples as there are test codes.
@@ -93,6 +99,48 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
                 probes.label_metrics(train["mean"], train["label"], codes, test["label"])
             )
     return results
+
+
+def _factor_encoder(run: Run) -> disentanglement.Representation:
+    """Factor indices [N, F] -> posterior means [N, k] of the images with those factors,
+    rendered and encoded eval.batch_size at a time."""
+    batch_size = run.config.eval.batch_size
+
+    def encode(factors: np.ndarray) -> np.ndarray:
+        means = [
+            run.encode(
+                data.images_for_factors(run.config.dataset, factors[i : i + batch_size])
+            ).mean
+            for i in range(0, len(factors), batch_size)
+        ]
+        # Read back only now: encoding runs asynchronously while the next batch renders.
+        return np.concatenate([np.asarray(m) for m in means])
+
+    return encode
+
+
+def _fixed_factor_scores(run: Run, factor_sizes: Sequence[int]) -> dict:
+    """The BetaVAE and FactorVAE scores of the run's encoder on freshly rendered observations:
+    eval.factor_score_points training points (None: disentanglement_lib's), half as many
+    evaluation points, factors drawn from disentanglement.FACTOR_SCORE_SEED."""
+    points = run.config.eval.factor_score_points or disentanglement.TRAIN_POINTS
+    # 289 images per training point: a long step on CPU (README, Analysis), so say so.
+    logging.info(
+        "BetaVAE and FactorVAE scores: %d training points, rendering and encoding %d images",
+        points,
+        points + (points + points // 2) * 3 * disentanglement.POINT_BATCH,
+    )
+    encode = _factor_encoder(run)
+    seed = disentanglement.FACTOR_SCORE_SEED
+    return {
+        "beta_vae_score": disentanglement.beta_vae_score(
+            encode, factor_sizes, np.random.default_rng(seed), points, points // 2
+        ),
+        "factor_vae_score": disentanglement.factor_vae_score(
+            encode, factor_sizes, np.random.default_rng(seed), points, points // 2, points
+        ),
+        "factor_score_points": points,
+    }
 
 
 TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 7)
@@ -190,6 +238,11 @@ TABLE_KEYS = (
     "dci_disentanglement",
     "dci_completeness",
     "dci_informativeness",
+    "sap_score",
+    "modularity",
+    "explicitness",
+    "beta_vae_score",
+    "factor_vae_score",
     "attribute_probe_accuracy",
     "label_probe_accuracy",
 )

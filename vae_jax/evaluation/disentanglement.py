@@ -1,11 +1,24 @@
-"""Disentanglement metrics from latent codes and ground-truth factors: MI, MIG and DCI.
+"""Disentanglement metrics from latent codes and ground-truth factors.
 
-Inputs are numpy arrays, codes [N, k] float (posterior means, say) and factors [N, F] int
+Most take numpy arrays, codes [N, k] float (posterior means, say) and factors [N, F] int
 indices (e.g. `shapes.factor_indices`); outputs are floats, informations in nats.
 
-    MIG  Chen et al. 2018, "Isolating Sources of Disentanglement in VAEs"
-    DCI  Eastwood & Williams 2018, "A Framework for the Quantitative Evaluation of
-         Disentangled Representations"
+    MIG           Chen et al. 2018, "Isolating Sources of Disentanglement in VAEs"
+    DCI           Eastwood & Williams 2018, "A Framework for the Quantitative Evaluation of
+                  Disentangled Representations"
+    SAP           Kumar et al. 2018, "Variational Inference of Disentangled Latent Concepts
+                  from Unlabeled Observations"
+    modularity,   Ridgeway & Mozer 2018, "Learning Deep Disentangled Embeddings With the
+    explicitness  F-Statistic Loss"
+
+The BetaVAE score (Higgins et al. 2017, "β-VAE: Learning Basic Visual Concepts with a
+Constrained Variational Framework") and the FactorVAE score (Kim & Mnih 2018, "Disentangling by
+Factorising") need batches of observations that share one factor, so they take a
+representation instead: a function from factor indices [N, F] to codes [N, k] (render the
+images, encode them), and draw the factors themselves, uniformly.
+
+Every score follows disentanglement_lib (Locatello et al. 2019), whose protocol sizes are the
+constants below.
 
 Codes are discretised as in Locatello et al. 2019 (disentanglement_lib): equal-width bins
 per dimension between its min and max. MI of a code is at most log(num_bins), so with the
@@ -25,10 +38,30 @@ circular orientation code).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 # Fixed so that DCI of the same codes is the same number on every call.
 PREDICTOR_SEED = 0
+
+# The BetaVAE and FactorVAE scores: training and evaluation points (FactorVAE: votes), each
+# from a batch of observations (BetaVAE: pairs of observations) that share one factor.
+TRAIN_POINTS = 10_000
+EVAL_POINTS = 5_000
+POINT_BATCH = 64
+# FactorVAE: codes for the global variances, and the standard deviation under which a code
+# counts as collapsed and never gets a vote (disentanglement_lib prunes on sqrt(variance)).
+VARIANCE_POINTS = 10_000
+PRUNE_SCALE = 0.05
+# SAP's per-code classifier for discrete factors: LinearSVC with this C, balanced classes.
+SAP_SVC_C = 0.01
+# The factors these scores draw come from this seed, not config.seed, so that every run is
+# scored on the same observations.
+FACTOR_SCORE_SEED = 0
+
+# Factor indices [N, F] -> codes [N, k] of observations with those factors.
+Representation = Callable[[np.ndarray], np.ndarray]
 
 
 def _entropy(probabilities: np.ndarray) -> np.ndarray:
@@ -185,6 +218,15 @@ def completeness(importance: np.ndarray) -> float:
     return _weighted_concentration(importance.T)
 
 
+def _varying(factors: np.ndarray) -> list[int]:
+    """Columns of factors [N, F] that take more than one value: nothing can be predicted of the
+    others. Raises ValueError when there are none."""
+    varying = [j for j in range(factors.shape[1]) if np.unique(factors[:, j]).size > 1]
+    if not varying:
+        raise ValueError("every factor takes a single value: pass factors that vary")
+    return varying
+
+
 def dci(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -197,12 +239,7 @@ def dci(
     are left out: nothing can be predicted of them.
     """
     factors_train, factors_test = np.asarray(factors_train), np.asarray(factors_test)
-    varying = [j for j in range(factors_train.shape[1]) if np.unique(factors_train[:, j]).size > 1]
-    if not varying:
-        raise ValueError(
-            "every factor takes a single value in factors_train, so DCI is "
-            "undefined: pass factors that vary"
-        )
+    varying = _varying(factors_train)
     importance, accuracies = importance_matrix(
         codes_train, factors_train[:, varying], codes_test, factors_test[:, varying]
     )
@@ -213,13 +250,274 @@ def dci(
     }
 
 
+def sap_score_matrix(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+) -> np.ndarray:
+    """S_ij = test accuracy of a classifier of v_j from code i alone.
+
+    codes_* [N_*, k], factors_* [N_*, F] (discrete) -> S [k, F]. The classifier is
+    disentanglement_lib's: a one-vs-rest LinearSVC (C = SAP_SVC_C, classes weighted to balance)
+    on the one code. A one-vs-rest linear rule on one number gives each class the region where
+    its line is highest, so only a few of a many-valued factor's values are ever predicted:
+    a code equal to the factor (unit variance) scores 1 for the 3 shapes but 0.65 for the 6
+    scales and about 0.05 for the 32 positions or 40 orientations (see the tests). C = 0.01
+    regularises hard, so codes of smaller scale score lower still.
+    """
+    from sklearn.svm import LinearSVC  # see importance_matrix
+
+    scores = np.zeros((codes_train.shape[1], factors_train.shape[1]))
+    for i in range(codes_train.shape[1]):
+        for j in range(factors_train.shape[1]):
+            classifier = LinearSVC(C=SAP_SVC_C, class_weight="balanced")
+            classifier.fit(codes_train[:, i : i + 1], factors_train[:, j])
+            scores[i, j] = classifier.score(codes_test[:, i : i + 1], factors_test[:, j])
+    return scores
+
+
+def top_two_gap(scores: np.ndarray) -> float:
+    """Mean over factors j of (largest − second largest S_ij over codes i).  scores [k, F]"""
+    top_two = -np.sort(-scores, axis=0)[:2]
+    return float(np.mean(top_two[0] - top_two[1]))
+
+
+def sap_score(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+) -> float:
+    """SAP = `top_two_gap` of the `sap_score_matrix`: does one code predict each factor much
+    better than any other?
+
+    codes_* [N_*, k] with k >= 2, factors_* [N_*, F]; factors with a single value in the
+    training split are left out. With the one-code classifiers' ceilings, a perfect code of the
+    shapes factors scores about 0.24, not 1.
+    """
+    if np.shape(codes_train)[1] < 2:
+        raise ValueError(
+            f"SAP compares the two most predictive codes but codes has {np.shape(codes_train)[1]} "
+            "dimension: pass codes [N, k] with k >= 2"
+        )
+    factors_train, factors_test = np.asarray(factors_train), np.asarray(factors_test)
+    varying = _varying(factors_train)
+    scores = sap_score_matrix(
+        codes_train, factors_train[:, varying], codes_test, factors_test[:, varying]
+    )
+    return top_two_gap(scores)
+
+
+def modularity(mutual_information: np.ndarray) -> float:
+    """Mean over codes i of 1 − δ_i, δ_i = Σ_{j ≠ j*} MI_ij² / ((F − 1) MI_ij*²), with
+    j* = argmax_j MI_ij.
+
+    mutual_information [k, F] with F >= 2 (see `mutual_information_matrix`). A code with
+    information about one factor only scores 1, one with the same about every factor 0. As in
+    disentanglement_lib a code with no information at all (a constant code) scores 0, so
+    collapsed dimensions lower the mean.
+    """
+    squared = np.square(np.asarray(mutual_information, np.float64))
+    top = squared.max(axis=1)
+    informative = top > 0
+    delta = (squared.sum(axis=1) - top) / ((squared.shape[1] - 1) * np.where(informative, top, 1.0))
+    return float(np.mean(np.where(informative, 1.0 - delta, 0.0)))
+
+
+def explicitness_per_factor(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+) -> np.ndarray:
+    """Per factor, the test ROC AUC of a logistic regression of v_j from all codes, averaged
+    one-vs-rest over the values of v_j that occur in both splits.
+
+    codes_* [N_*, k] (standardised with the training codes' mean and s.d., as
+    disentanglement_lib does), factors_* [N_*, F] each taking >= 2 values in the training
+    split -> [F], NaN for a factor with a single value in the test split. The regression is
+    scikit-learn's default (multinomial, L2, C = 1), the one
+    disentanglement_lib calls.
+    """
+    from sklearn.linear_model import LogisticRegression  # see importance_matrix
+    from sklearn.metrics import roc_auc_score
+
+    mean, std = codes_train.mean(axis=0), codes_train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)  # a constant code stays constant instead of NaN
+    x_train, x_test = (codes_train - mean) / std, (codes_test - mean) / std
+    scores = []
+    for j in range(factors_train.shape[1]):
+        classifier = LogisticRegression().fit(x_train, factors_train[:, j])
+        probabilities = classifier.predict_proba(x_test)
+        aucs = [
+            roc_auc_score(factors_test[:, j] == value, probabilities[:, column])
+            for column, value in enumerate(classifier.classes_)
+            if 0 < np.sum(factors_test[:, j] == value) < len(factors_test)
+        ]
+        scores.append(np.mean(aucs) if aucs else np.nan)
+    return np.array(scores)
+
+
+def explicitness(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+) -> float:
+    """Mean over factors of `explicitness_per_factor`, in [0, 1] (chance 0.5): can a linear
+    classifier read every factor from the codes?
+
+    codes_* [N_*, k], factors_* [N_*, F]; factors with a single value in either split are left
+    out.
+    """
+    factors_train, factors_test = np.asarray(factors_train), np.asarray(factors_test)
+    varying = _varying(factors_train)
+    return float(
+        np.nanmean(
+            explicitness_per_factor(
+                codes_train, factors_train[:, varying], codes_test, factors_test[:, varying]
+            )
+        )
+    )
+
+
+def sample_factors(
+    rng: np.random.Generator, factor_sizes: Sequence[int], shape: tuple[int, ...]
+) -> np.ndarray:
+    """Factor indices [*shape, F], each factor uniform over its factor_sizes[f] values."""
+    return np.stack([rng.integers(0, size, shape) for size in factor_sizes], axis=-1)
+
+
+def _fix_one_factor(
+    rng: np.random.Generator, factors: np.ndarray, source: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Picks one factor per batch uniformly and copies it from `source`.
+
+    factors [P, B, F], source broadcastable to it -> (factors with column fixed[p] of batch p
+    taken from source [P, B, F], fixed [P]).
+    """
+    fixed = rng.integers(0, factors.shape[-1], factors.shape[0])
+    chosen = np.arange(factors.shape[-1]) == fixed[:, None, None]
+    return np.where(chosen, source, factors), fixed
+
+
+def _represent(represent: Representation, factors: np.ndarray) -> np.ndarray:
+    """Codes [..., k] of factor indices [..., F], through one call of `represent`."""
+    codes = np.asarray(represent(factors.reshape(-1, factors.shape[-1])), np.float64)
+    return codes.reshape(factors.shape[:-1] + codes.shape[-1:])
+
+
+def beta_vae_points(
+    represent: Representation,
+    factor_sizes: Sequence[int],
+    rng: np.random.Generator,
+    num_points: int,
+    batch_size: int = POINT_BATCH,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The BetaVAE score's data: (features [P, k], labels [P]).
+
+    For each point p a factor y_p is drawn uniformly, then batch_size pairs of factor vectors,
+    uniform except that both halves of a pair share factor y_p; the feature is mean |z1 − z2|
+    over the pairs: small on the codes that carry y_p.
+    """
+    first = sample_factors(rng, factor_sizes, (num_points, batch_size))
+    second, fixed = _fix_one_factor(
+        rng, sample_factors(rng, factor_sizes, (num_points, batch_size)), first
+    )
+    codes = _represent(represent, np.stack([first, second]))  # [2, P, B, k]
+    return np.abs(codes[0] - codes[1]).mean(axis=1), fixed
+
+
+def beta_vae_score(
+    represent: Representation,
+    factor_sizes: Sequence[int],
+    rng: np.random.Generator,
+    num_train: int = TRAIN_POINTS,
+    num_eval: int = EVAL_POINTS,
+    batch_size: int = POINT_BATCH,
+) -> float:
+    """Evaluation accuracy of a logistic regression (scikit-learn's default) predicting the fixed
+    factor from `beta_vae_points` features, fitted on num_train points. Chance is 1/F; a code
+    with one dimension per factor scores 1. Any representation whose codes each mix the factors
+    differently is also read well: the regression sees which codes vary least.
+    """
+    from sklearn.linear_model import LogisticRegression  # see importance_matrix
+
+    features, labels = beta_vae_points(represent, factor_sizes, rng, num_train, batch_size)
+    classifier = LogisticRegression().fit(features, labels)
+    features, labels = beta_vae_points(represent, factor_sizes, rng, num_eval, batch_size)
+    return float(classifier.score(features, labels))
+
+
+def factor_vae_votes(
+    represent: Representation,
+    factor_sizes: Sequence[int],
+    rng: np.random.Generator,
+    num_votes: int,
+    variances: np.ndarray,
+    batch_size: int = POINT_BATCH,
+) -> np.ndarray:
+    """Votes [F, k]: how often fixing factor j left code i with the least variance.
+
+    Each vote draws a factor j uniformly and batch_size factor vectors sharing one value of j;
+    among the codes with sqrt(variances) >= PRUNE_SCALE it votes for argmin_i Var_batch(z_i) /
+    variances_i.  variances [k]: each code's variance over the whole data.
+    """
+    factors = sample_factors(rng, factor_sizes, (num_votes, batch_size))
+    factors, fixed = _fix_one_factor(rng, factors, factors[:, :1])
+    active = np.flatnonzero(np.sqrt(variances) >= PRUNE_SCALE)
+    local = _represent(represent, factors)[..., active].var(axis=1, ddof=1)  # [V, active]
+    chosen = active[np.argmin(local / variances[active], axis=1)]
+    votes = np.zeros((len(factor_sizes), len(variances)), np.int64)
+    np.add.at(votes, (fixed, chosen), 1)
+    return votes
+
+
+def majority_vote_accuracy(train_votes: np.ndarray, eval_votes: np.ndarray) -> float:
+    """Accuracy on eval_votes [F, k] of the classifier that maps code i to the factor with most
+    train_votes [F, k] for it (ties: the lowest factor index)."""
+    classifier = np.argmax(train_votes, axis=0)
+    return float(eval_votes[classifier, np.arange(eval_votes.shape[1])].sum() / eval_votes.sum())
+
+
+def factor_vae_score(
+    represent: Representation,
+    factor_sizes: Sequence[int],
+    rng: np.random.Generator,
+    num_train: int = TRAIN_POINTS,
+    num_eval: int = EVAL_POINTS,
+    num_variance: int = VARIANCE_POINTS,
+    batch_size: int = POINT_BATCH,
+) -> float:
+    """`majority_vote_accuracy` of num_eval `factor_vae_votes` under the classifier of num_train
+    votes, the variances from num_variance codes of uniformly drawn factors. Chance is about
+    1/F; a code with one dimension per factor scores exactly 1. 0 when every code is collapsed
+    (disentanglement_lib's convention).
+    """
+    variances = _represent(represent, sample_factors(rng, factor_sizes, (num_variance,))).var(
+        axis=0, ddof=1
+    )
+    if not np.any(np.sqrt(variances) >= PRUNE_SCALE):
+        return 0.0
+    train = factor_vae_votes(represent, factor_sizes, rng, num_train, variances, batch_size)
+    evaluation = factor_vae_votes(represent, factor_sizes, rng, num_eval, variances, batch_size)
+    return majority_vote_accuracy(train, evaluation)
+
+
 def factor_metrics(codes: np.ndarray, factors: np.ndarray) -> dict:
-    """MIG and DCI of mean codes [N, k] against ground-truth factor indices [N, F]; DCI's
-    predictors are fitted on the first half of the examples and scored on the second."""
+    """MIG, DCI, SAP, modularity and explicitness of mean codes [N, k] against ground-truth
+    factor indices [N, F]. MIG and modularity read the mutual information of all the examples;
+    the predictors of DCI, SAP and explicitness are fitted on the first half and scored on the
+    second."""
     half = len(codes) // 2
-    scores = dci(codes[:half], factors[:half], codes[half:], factors[half:])
+    train, test = (codes[:half], factors[:half]), (codes[half:], factors[half:])
+    scores = dci(*train, *test)
     return {
         "mig": mig(codes, factors),
         "mig_per_factor": mig_per_factor(codes, factors).tolist(),
         **{f"dci_{name}": value for name, value in scores.items()},
+        "sap_score": sap_score(*train, *test),
+        "modularity": modularity(mutual_information_matrix(codes, factors[:, _varying(factors)])),
+        "explicitness": explicitness(*train, *test),
     }
