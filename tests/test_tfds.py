@@ -1,5 +1,6 @@
-"""TFDS sources through the real tfds code paths: mock_data for CelebA / MNIST / CIFAR-10, and a
-real offline build from the files in ../shared/data where they are present."""
+"""TFDS sources through the real tfds code paths: mock_data for CelebA / MNIST / CIFAR-10 /
+dSprites / 3D Shapes, and a real offline build from the files in ../shared/data where they are
+present."""
 
 import socket
 import subprocess
@@ -11,9 +12,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from experiments import celeba, cifar10, fashion_mnist, mnist
+from experiments import base, celeba, cifar10, fashion_mnist, mnist
 from vae_jax import data, train
-from vae_jax.data import pipeline
+from vae_jax.data import factorial, pipeline
 from vae_jax.data import tfds as tfds_source
 from vae_jax.data.tfds import CELEB_A_FILES
 from vae_jax.writers import read_metrics
@@ -22,6 +23,11 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
 MNIST_SIZES = {"train": 60_000, "test": 10_000}
 CELEB_A_SIZES = {"train": 162_770, "validation": 19_867, "test": 19_962}
+# The one file each full-factorial dataset is built from, and where to get it.
+FACTORIAL_FILES = {
+    "dsprites": ("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5", "deepmind/dsprites-dataset"),
+    "shapes3d": ("3dshapes.h5", "https://storage.googleapis.com/3d-shapes/3dshapes.h5"),
+}
 
 
 def refuse_network(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,6 +71,18 @@ def celeb_a_config(tmp_path, with_manual_files=True):
         manual.mkdir(parents=True)
         for name in CELEB_A_FILES:
             (manual / name).touch()
+    return config
+
+
+def factorial_config(tmp_path, name, with_manual_file=True):
+    """A tiny config for dsprites or shapes3d (64x64, no flips) with its data_dir in tmp_path
+    (and its manual file, empty: under mock_data TFDS never opens it)."""
+    config = base.make_tiny(base.get_config())
+    config.dataset.update(name=name, image_size=64, data_dir=str(tmp_path / "tfds"))
+    if with_manual_file:
+        manual = tmp_path / "tfds" / "downloads" / "manual"
+        manual.mkdir(parents=True)
+        (manual / FACTORIAL_FILES[name][0]).touch()
     return config
 
 
@@ -122,6 +140,24 @@ def test_tfds_split_carves_validation_from_the_end_of_train_when_there_is_none(s
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
 def test_tfds_split_keeps_celeb_a_official_splits(split):
     assert tfds_source.tfds_split("celeb_a", CELEB_A_SIZES, split) == (split, CELEB_A_SIZES[split])
+
+
+@pytest.mark.parametrize(
+    "num_train, split, want",
+    [
+        (737_280, "train", ("train[:717280]", 717_280)),  # dSprites
+        (737_280, "validation", ("train[717280:727280]", 10_000)),
+        (737_280, "test", ("train[727280:]", 10_000)),
+        (480_000, "train", ("train[:460000]", 460_000)),  # 3D Shapes
+        (480_000, "validation", ("train[460000:470000]", 10_000)),
+        (480_000, "test", ("train[470000:]", 10_000)),
+        (20, "validation", ("train[16:18]", 2)),
+    ],
+)
+def test_tfds_split_carves_validation_and_test_from_the_end_of_a_train_only_dataset(
+    num_train, split, want
+):
+    assert tfds_source.tfds_split("dsprites", {"train": num_train}, split) == want
 
 
 def test_tfds_split_never_substitutes_validation_for_a_missing_test_split():
@@ -229,6 +265,20 @@ def test_missing_celeb_a_names_the_five_files_and_the_alternative_without_networ
         assert name in message
     assert str(tmp_path / "tfds" / "downloads" / "manual") in message
     assert "--config.dataset.name=image_folder --config.dataset.path=DIR" in message
+
+
+@pytest.mark.parametrize("name", ["dsprites", "shapes3d"])
+def test_missing_factorial_file_names_it_its_source_and_the_directory_without_network(
+    tmp_path, no_network, name
+):
+    config = factorial_config(tmp_path, name, with_manual_file=False)
+    with pytest.raises(data.DataNotFoundError) as error:
+        data.train_batches(config)
+    message = str(error.value)
+    file_name, source = FACTORIAL_FILES[name]
+    assert message.startswith(f"{name} not found"), message
+    assert f"{tmp_path / 'tfds' / 'downloads' / 'manual'}/ as {file_name}" in message, message
+    assert source in message, message
 
 
 def test_missing_celeb_a_fails_before_anything_is_written_or_compiled(tmp_path, no_network):
@@ -364,3 +414,133 @@ def test_batch_larger_than_the_split_fails_when_the_pipeline_is_built(tmp_path):
         pytest.raises(ValueError, match="train.batch_size / process count = 64 rows is larger"),
     ):
         data.train_batches(config)
+
+
+def factorial_examples(sizes, image_shape, binary=False):
+    """Every factor combination of `sizes` once, in a shuffled order, each with its own random
+    image: factors [N, F] and uint8 images [N, H, W, C] (0/1 pixels when binary)."""
+    rng = np.random.default_rng(0)
+    factors = np.stack(np.unravel_index(rng.permutation(np.prod(sizes)), sizes), axis=-1)
+    images = rng.integers(0, 2 if binary else 256, (len(factors), *image_shape), np.uint8)
+    return factors, images
+
+
+def serve_examples(name, factors, images):
+    """A mock_data as_dataset_fn serving these examples under every split name (images PNG
+    encoded when the caller skips decoding, as TFDS stores them)."""
+
+    def as_dataset(self, split, decoders=None, **kwargs):
+        labels = dict(zip(factorial.FACTOR_FEATURES[name], factors.T))
+        examples = tf.data.Dataset.from_tensor_slices({"image": images, **labels})
+        if decoders:
+            return examples.map(lambda e: {**e, "image": tf.io.encode_png(e["image"])})
+        return examples
+
+    return as_dataset
+
+
+@pytest.mark.parametrize("name", ["dsprites", "shapes3d"])
+def test_factor_columns_are_all_the_tfds_label_features_with_their_class_counts(tmp_path, name):
+    features = tfds.builder(name, data_dir=str(tmp_path)).info.features
+    labels = {f: features[f].num_classes for f in features if f.startswith("label_")}
+    assert set(labels) == set(factorial.FACTOR_FEATURES[name])
+    sizes = tuple(labels[f] for f in factorial.FACTOR_FEATURES[name])
+    assert sizes == factorial.FACTOR_SIZES[name]
+    assert data.factor_sizes(factorial_config(tmp_path, name).dataset) == sizes
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_factorial_table_holds_each_image_at_its_flat_factor_index(tmp_path, binary):
+    sizes, shape = (2, 3, 4), (4, 4, 1)
+    factors, images = factorial_examples(sizes, shape, binary)
+    path = tmp_path / "table.npy"
+    chunks = [(factors[i : i + 5], images[i : i + 5]) for i in range(0, len(factors), 5)]
+    factorial.write_table(path, chunks, sizes, binary)
+    table = np.load(path, mmap_mode="r")
+    assert table.shape == ((24, 2) if binary else (24, *shape))  # binary: 8 pixels a byte
+    rows = [3, 17, 3, 0]
+    got = factorial.read_table(table, factors[rows], sizes, shape, binary)
+    np.testing.assert_array_equal(got, images[rows] * (255 if binary else 1))
+    assert [p.name for p in tmp_path.iterdir()] == ["table.npy"]
+
+
+def test_factorial_table_refuses_data_that_is_not_full_factorial(tmp_path):
+    sizes = (2, 3)
+    factors, images = factorial_examples(sizes, (2, 2, 1))
+    path = tmp_path / "table.npy"
+    with pytest.raises(ValueError, match="1 of the 6 factor combinations .* have no image"):
+        factorial.write_table(path, [(factors[1:], images[1:])], sizes, binary=False)
+    repeated = [(factors, images), (factors[:1], images[:1])]
+    with pytest.raises(ValueError, match="occurs twice"):
+        factorial.write_table(path, repeated, sizes, binary=False)
+    assert list(tmp_path.iterdir()) == [], "a failed write left files behind"
+
+
+@pytest.mark.parametrize("name", ["dsprites", "shapes3d"])
+def test_mock_factorial_batches_hold_factor_indices_and_pixels_on_the_right_scale(tmp_path, name):
+    config = factorial_config(tmp_path, name)
+    sizes = factorial.FACTOR_SIZES[name]
+    # max_value=2: mock dSprites pixels are 0/1, as the real ones are stored.
+    with tfds.testing.mock_data(num_examples=20, max_value=2 if name == "dsprites" else None):
+        batches = [next(data.train_batches(config)), next(iter(data.eval_batches(config)))]
+    for batch in batches:
+        images, factors = batch["image"], batch["factors"]
+        assert images.shape[1:] == (64, 64, 1 if name == "dsprites" else 3), images.shape
+        assert factors.shape == (len(images), len(sizes)) and factors.dtype == np.int32
+        assert (factors >= 0).all() and (factors < np.array(sizes)).all(), factors
+        levels = set(np.unique(np.round(images * 255)))
+        if name == "dsprites":
+            assert levels == {0, 255}, f"dSprites pixels should be 0 or 1, got {levels} / 255"
+        else:
+            assert len(levels) > 100, f"3D Shapes pixels should span 8 bits: {len(levels)} levels"
+
+
+@pytest.mark.parametrize("name", ["dsprites", "shapes3d"])
+def test_mock_factorial_splits_are_consecutive_blocks_of_tfds_train_and_training_reads_one(
+    tmp_path, name
+):
+    config = factorial_config(tmp_path, name)
+    features = factorial.FACTOR_FEATURES[name]
+    with tfds.testing.mock_data(num_examples=20):  # carved: 16 train, 2 validation, 2 test
+        splits = {s: list(data.eval_batches(config, s, None)) for s in data.SPLITS}
+        raw = tfds_source.builder(config.dataset).as_dataset(split="train", shuffle_files=False)
+        raw_factors = np.array([[e[f] for f in features] for e in tfds.as_numpy(raw)])
+        num_train = data.num_train_examples(config.dataset)
+        trained = image_set(take(data.train_batches(config), 6))  # 3 epochs of 2 batches
+    factors = {s: np.concatenate([b["factors"] for b in batches]) for s, batches in splits.items()}
+    assert {s: len(f) for s, f in factors.items()} == {"train": 16, "validation": 2, "test": 2}
+    assert num_train == 16
+    in_order = np.concatenate([factors["train"], factors["validation"], factors["test"]])
+    np.testing.assert_array_equal(in_order, raw_factors)  # also: columns in FACTOR_FEATURES order
+    images = {s: image_set(batches) for s, batches in splits.items()}
+    assert len(images["train"] | images["validation"] | images["test"]) == 20, "splits overlap"
+    assert trained == images["train"], "training read outside the train split"
+
+
+@pytest.mark.parametrize(
+    "name, sizes, image_size",
+    [
+        ("dsprites", (3, 1, 2, 2, 2), 64),
+        ("shapes3d", (2, 1, 1, 3, 1, 2), 64),
+        ("shapes3d", (2, 1, 1, 3, 1, 2), 32),  # resized, through the pipeline's own code
+    ],
+)
+def test_images_for_factors_are_the_images_batches_hold_for_those_factors(
+    tmp_path, monkeypatch, name, sizes, image_size
+):
+    # The real datasets are too large here: shrink the factors to a full factorial of 24 or 12.
+    monkeypatch.setitem(factorial.FACTOR_SIZES, name, sizes)
+    config = factorial_config(tmp_path, name)
+    config.dataset.image_size = image_size
+    shape = (64, 64, 1) if name == "dsprites" else (64, 64, 3)
+    factors, images = factorial_examples(sizes, shape, binary=name == "dsprites")
+    with tfds.testing.mock_data(as_dataset_fn=serve_examples(name, factors, images)):
+        batches = [b for s in data.SPLITS for b in data.eval_batches(config, s, None)]
+        looked_up = data.images_for_factors(
+            config.dataset, np.concatenate([b["factors"] for b in batches])
+        )
+    in_batches = np.concatenate([b["image"] for b in batches])
+    assert len(in_batches) == len(factors)  # every combination, in TFDS's (shuffled) order
+    np.testing.assert_array_equal(looked_up, in_batches)
+    table = np.load(tmp_path / "tfds" / name / "2.0.0" / "factorial_images.npy", mmap_mode="r")
+    assert table.shape[0] == len(factors)

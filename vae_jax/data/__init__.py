@@ -1,10 +1,10 @@
 """Input pipelines. Every source yields dicts of numpy arrays with "image": [B, H, W, C] float32
-in [0, 1] (plus source-specific extras: "factors" for shapes, "attributes" for CelebA, "label"
-for labelled TFDS datasets). Training batches for step t depend only on (config, t), so a resumed
-run sees the batches a straight run would have seen.
+in [0, 1] (plus source-specific extras: "factors" [B, F] int32 for shapes, dsprites and shapes3d,
+"attributes" for CelebA, "label" for labelled TFDS datasets). Training batches for step t depend
+only on (config, t), so a resumed run sees the batches a straight run would have seen.
 
 Sources: "shapes" (built in, procedural), "image_folder" (dataset.path), or any TFDS dataset name
-("celeb_a", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", ...).
+("celeb_a", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "dsprites", "shapes3d", ...).
 
 Every source has the splits "train", "validation" and "test", and eval_batches serves exactly the
 one asked for. Where the source has no validation split, a fixed part of its training data,
@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae_jax.data import shapes
+from vae_jax.data import factorial, shapes
 from vae_jax.data.types import SPLITS, Batch, DataNotFoundError, check_split
 
 __all__ = [
@@ -66,7 +66,7 @@ def factor_sizes(dataset_config: ml_collections.ConfigDict) -> tuple[int, ...] |
     columns), or None for a dataset without factors."""
     if dataset_config.name == "shapes":
         return shapes.FACTOR_SIZES
-    return None
+    return factorial.FACTOR_SIZES.get(dataset_config.name)
 
 
 def images_for_factors(
@@ -74,12 +74,17 @@ def images_for_factors(
 ) -> np.ndarray:
     """Factor indices [N, F] (column f in 0..factor_sizes[f]−1) -> the images with exactly those
     factors [N, H, W, C] float32 in [0, 1]: what the disentanglement scores that fix one factor
-    and draw the others need. Shapes renders them."""
+    and draw the others need. Shapes renders them; dsprites and shapes3d look them up in a table
+    written once beside their TFDS data (tfds.factorial_table), in the evaluation preprocessing."""
     if dataset_config.name == "shapes":
         return shapes.render(factors)
+    if dataset_config.name in factorial.FACTOR_SIZES:
+        from vae_jax.data import tfds as tfds_source  # imports TensorFlow, see above
+
+        return tfds_source.images_for_factors(dataset_config, factors)
     raise ValueError(
         f"dataset.name={dataset_config.name!r} has no ground-truth factors; datasets with "
-        "factors: shapes"
+        f"factors: shapes, {', '.join(factorial.FACTOR_SIZES)}"
     )
 
 

@@ -63,7 +63,8 @@ CENTER_CROP = 148
 
 
 def crop_and_resize(image: tf.Tensor, crop: str, image_size: int) -> tf.Tensor:
-    """uint8 [h, w, c] -> float32 [image_size, image_size, c] in [0, 1].
+    """uint8 [h, w, c] -> float32 [image_size, image_size, c] in [0, 1] (or a batch of them,
+    [n, h, w, c] -> [n, image_size, image_size, c]).
 
     crop: "center148" (center 148x148, or the largest centered square of a smaller image),
     "nvae" (rows 40:188, cols 15:163) or "none"; then an antialiased bilinear resize, skipped
@@ -71,7 +72,7 @@ def crop_and_resize(image: tf.Tensor, crop: str, image_size: int) -> tf.Tensor:
     """
     image = tf.convert_to_tensor(image)
     if crop == "center148":
-        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        height, width = tf.shape(image)[-3], tf.shape(image)[-2]
         side = tf.minimum(CENTER_CROP, tf.minimum(height, width))
         image = tf.image.crop_to_bounding_box(
             image, (height - side) // 2, (width - side) // 2, side, side
@@ -81,17 +82,17 @@ def crop_and_resize(image: tf.Tensor, crop: str, image_size: int) -> tf.Tensor:
     image = tf.cast(image, tf.float32) / 255.0
     shape = tf.shape(image)
     resized = tf.image.resize(image, (image_size, image_size), "bilinear", antialias=True)
-    same_size = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
+    same_size = tf.logical_and(tf.equal(shape[-3], image_size), tf.equal(shape[-2], image_size))
     image = tf.cond(same_size, lambda: image, lambda: resized)
     # Back onto the 8-bit grid {0, 1/255, ..., 1}: a discretized likelihood (bits/dim) is only a
     # probability of values on that grid.
     image = tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0) / 255.0
-    return tf.ensure_shape(image, (image_size, image_size, None))
+    return tf.ensure_shape(image, image.shape[:-3].concatenate((image_size, image_size, None)))
 
 
 def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """uint8 [h, w, c] -> [h, w, channels], for c and channels in {1, 3}: grey repeated into RGB,
-    or RGB to luma (what decode_image does for encoded images)."""
+    """uint8 [..., h, w, c] -> [..., h, w, channels], for c and channels in {1, 3}: grey repeated
+    into RGB, or RGB to luma (what decode_image does for encoded images)."""
     if image.shape[-1] == channels:
         return image
     return tf.image.grayscale_to_rgb(image) if channels == 3 else tf.image.rgb_to_grayscale(image)
@@ -99,7 +100,8 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
 
 def preprocess_fn(crop: str, image_size: int, channels: int) -> Callable[[Element], Element]:
     """Maps an element whose "image" is encoded bytes or uint8 [h, w, c] to one whose "image"
-    is float32 [S, S, channels] in [0, 1]."""
+    is float32 [S, S, channels] in [0, 1]; also a batch of uint8 images [n, h, w, c] to
+    [n, S, S, channels]."""
 
     def preprocess(element: Element) -> Element:
         image = element["image"]
