@@ -161,15 +161,18 @@ def parse_flags(argv: list[str]) -> list[str]:
     return app.parse_flags_with_usage(argv)
 
 
-def config_path() -> Path:
-    """The --config file, without its `:tiny`-style argument (split as config_flags does)."""
-    return Path(config_flags.get_config_filename(FLAGS["config"]).split(":", 1)[0])
+def config_spec() -> str:
+    """The --config value, "path[:variant]"."""
+    return config_flags.get_config_filename(FLAGS["config"])
 
 
 def default_workdir(for_sweep: bool) -> Path:
-    """runs/<stem of the --config file>, e.g. runs/celeba for experiments/celeba.py:tiny, with
-    a _sweep suffix for sweeps."""
-    return Path("runs") / (config_path().stem + ("_sweep" if for_sweep else ""))
+    """runs/<stem of the --config file>[_<variants>], e.g. runs/shapes for experiments/shapes.py
+    and runs/shapes_study_factor_vae for experiments/shapes.py:study,factor_vae, with a _sweep
+    suffix for sweeps: runs of different variants never share a workdir."""
+    path, _, variant = config_spec().partition(":")
+    name = "_".join([Path(path).stem, *filter(None, variant.split(","))])
+    return Path("runs") / (name + ("_sweep" if for_sweep else ""))
 
 
 def quiet_orbax_info(record) -> bool:
@@ -233,9 +236,9 @@ def run_mode() -> None:
             summary.plot_path or "no plot (no finished point)",
         )
     elif FLAGS.sweep_list:
-        print(sweep.describe_points(FLAGS.config, sweep.load_sweep(config_path()), workdir))
+        print(sweep.describe_points(FLAGS.config, sweep.load_sweep(config_spec()), workdir))
     elif FLAGS.sweep:
-        points = sweep.load_sweep(config_path())
+        points = sweep.load_sweep(config_spec())
         index = sweep.resolve_index(FLAGS.sweep_index, len(points))
         sweep.run_sweep(FLAGS.config, points, workdir, index=index, train_fn=train_fn)
     elif FLAGS.mode == "train":

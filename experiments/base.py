@@ -1,12 +1,55 @@
 """What experiment files share: the schema's `get_config()` (every key with its default, from
-vae_jax/config/schema.py), the `:tiny` shrinking, the checking of `:variant` arguments, and the
-standard sweep grid."""
+vae_jax/config/schema.py), the `:tiny` shrinking, the checking of `:variant` arguments, the
+standard sweep grid, and the disentanglement study of Locatello et al. (2019): its protocol
+(`:study`), one variant per method (`:factor_vae`, ...) and each method's grid."""
 
 import ml_collections
 
 from vae_jax.config import ConfigError, get_config
 
-__all__ = ["beta_latent_seed_sweep", "get_config", "make_tiny", "variant_options"]
+__all__ = [
+    "METHODS",
+    "apply_method",
+    "apply_study",
+    "beta_latent_seed_sweep",
+    "get_config",
+    "make_tiny",
+    "method_of",
+    "study_sweep",
+    "variant_options",
+]
+
+# The disentangling methods (objective.kind), each a `:<method>` variant of the experiments
+# with ground-truth factors.
+METHODS = ("beta_vae", "annealed", "beta_tcvae", "factor_vae", "dip_vae_i", "dip_vae_ii")
+
+# Each method's hyperparameter grid in disentanglement_lib's study (Locatello et al. 2019).
+STUDY_GRIDS = {
+    "beta_vae": [{"objective.beta": b} for b in (1.0, 2.0, 4.0, 6.0, 8.0, 16.0)],
+    "annealed": [{"objective.capacity": c} for c in (5.0, 10.0, 25.0, 50.0, 75.0, 100.0)],
+    "beta_tcvae": [{"objective.beta": b} for b in (1.0, 2.0, 4.0, 6.0, 8.0, 10.0)],
+    "factor_vae": [
+        {"objective.factor_vae_gamma": g} for g in (10.0, 20.0, 30.0, 40.0, 50.0, 100.0)
+    ],
+    "dip_vae_i": [
+        {"objective.dip_lambda_od": od, "objective.dip_lambda_d": 10 * od}
+        for od in (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+    ],
+    "dip_vae_ii": [
+        {"objective.dip_lambda_od": od, "objective.dip_lambda_d": od}
+        for od in (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+    ],
+}
+# The grid value a `:<method>` variant trains with when no sweep picks one.
+METHOD_DEFAULTS = {
+    "beta_vae": STUDY_GRIDS["beta_vae"][2],  # β = 4
+    "annealed": STUDY_GRIDS["annealed"][2],  # C = 25 nats
+    "beta_tcvae": STUDY_GRIDS["beta_tcvae"][3],  # β = 6
+    "factor_vae": STUDY_GRIDS["factor_vae"][2],  # γ = 30
+    "dip_vae_i": STUDY_GRIDS["dip_vae_i"][3],  # λ_od = 10, λ_d = 100
+    "dip_vae_ii": STUDY_GRIDS["dip_vae_ii"][3],  # λ_od = λ_d = 10
+}
+STUDY_SEEDS = (0, 1, 2)  # the study trained 50 seeds per setting
 
 
 def variant_options(arg: str, variants: tuple[str, ...]) -> set[str]:
@@ -53,5 +96,56 @@ def make_tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         iwae_samples=10,
         iwae_chunk=5,
         num_figures=8,
+        factor_score_points=20,
     )
     return config
+
+
+def method_of(options: set[str]) -> str | None:
+    """The one method named among a variant's options, or None; two methods are an error."""
+    methods = sorted(options & set(METHODS))
+    if len(methods) > 1:
+        raise ConfigError(f"variants {', '.join(methods)} name two methods: pick one")
+    return methods[0] if methods else None
+
+
+def apply_method(config: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
+    """objective.kind = `method` with its METHOD_DEFAULTS value; annealed capacity rises over
+    100k steps with γ = 1000, as in the study."""
+    config.objective.kind = method
+    for key, value in METHOD_DEFAULTS[method].items():
+        section, name = key.split(".")
+        config[section][name] = value
+    if method == "annealed":
+        config.objective.update(capacity_steps=100_000, capacity_gamma=1000.0)
+    return config
+
+
+def apply_study(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """disentanglement_lib's protocol: conv 32-32-64-64 (4x4, stride 2) + 256 dense, 10 latents,
+    Bernoulli pixels, Adam 1e-4, batch 64, 300k steps."""
+    config.model.update(
+        kind="conv",
+        channels=(32, 32, 64, 64),
+        hidden=(256,),
+        latent_dim=10,
+        likelihood="bernoulli",
+        posterior="diag",
+    )
+    config.eval.factor_score_points = None  # the study's 10,000 BetaVAE / FactorVAE points
+    config.train.update(
+        batch_size=64,
+        num_steps=300_000,
+        learning_rate=1e-4,
+        lr_schedule="constant",
+        warmup_steps=0,
+        log_every=500,
+        eval_every=10_000,
+        checkpoint_every=10_000,
+    )
+    return config
+
+
+def study_sweep(method: str, seeds: tuple[int, ...] = STUDY_SEEDS) -> list[dict]:
+    """`method`'s grid in the study × seeds (6 × 3 = 18 runs)."""
+    return [{**point, "seed": s} for point in STUDY_GRIDS[method] for s in seeds]

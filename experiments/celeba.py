@@ -35,6 +35,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     return config
 
 
-def get_sweep() -> list[dict]:
-    """β × latent size × seed: 5 × 4 × 3 = 60 runs (see the README's Sweeps section)."""
+def get_sweep(arg: str = "") -> list[dict]:
+    """β × latent size × seed: 5 × 4 × 3 = 60 runs (see the README's Sweeps section), for every
+    variant."""
+    base.variant_options(arg, VARIANTS)
     return base.beta_latent_seed_sweep((16, 32, 64, 128))

@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import celeba, cifar10, fashion_mnist, mnist, shapes
+from experiments import base, celeba, cifar10, fashion_mnist, mnist, shapes
 from vae_jax.config import RESUMABLE_KEYS, ConfigError, check_resumable, validate
 from vae_jax.data.shapes import IMAGE_SHAPE as SHAPES_IMAGE_SHAPE
 
@@ -45,6 +45,8 @@ def set_key(config: ml_collections.ConfigDict, key: str, value) -> ml_collection
         (mnist.get_config, "tiny"),
         (mnist.get_config, "conv"),
         (mnist.get_config, "conv,tiny"),
+        *((shapes.get_config, method) for method in base.METHODS),
+        *((shapes.get_config, f"study,{method}") for method in base.METHODS),
     ],
 )
 def test_every_experiment_config_validates(get_config, arg):
@@ -112,6 +114,14 @@ BAD_VALUES = [
     ("objective.capacity_steps", -1),
     ("objective.capacity_gamma", -1.0),
     ("objective.free_bits", -0.5),
+    ("objective.kind", "vae"),
+    ("objective.kind", "beta-vae"),
+    ("objective.capacity", 25.0),  # read only by kind="annealed": refused, not ignored
+    ("objective.tc_estimator", "exact"),
+    ("objective.dataset_size", 3),  # below the batch
+    ("objective.factor_vae_gamma", -1.0),
+    ("objective.dip_lambda_od", NAN),
+    ("objective.dip_lambda_d", -1.0),
     ("train.batch_size", 0),
     ("train.batch_size", True),
     ("train.num_steps", 0),

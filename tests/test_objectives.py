@@ -2,26 +2,19 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from vae_jax import distributions as D
 from vae_jax import likelihoods as L
 from vae_jax import objectives as O
+from vae_jax.config import get_config
 
 
 def objective_config(**overrides):
-    config = ml_collections.ConfigDict(
-        dict(
-            beta=1.0,
-            kl_warmup_steps=0,
-            capacity=None,
-            capacity_steps=0,
-            capacity_gamma=1000.0,
-            free_bits=0.0,
-        )
-    )
+    """The schema's objective section with `overrides`."""
+    config = get_config().objective
+    config.unlock()
     config.update(overrides)
     return config
 
@@ -106,26 +99,30 @@ def fixed_terms():
 
 def test_beta_vae_loss_weights_mean_rate_by_beta():
     terms = fixed_terms()  # mean distortion 15, mean rate 1.8
-    got = O.loss(terms, objective_config(beta=4.0), step=jnp.asarray(7))
+    got = O.loss(terms, objective_config(beta=4.0), jnp.asarray(7), {})
     np.testing.assert_allclose(float(got), 15.0 + 4.0 * 1.8, rtol=1e-6)
 
 
 @pytest.mark.parametrize("step, weight", [(0, 0.0), (50, 0.5), (100, 1.0), (400, 1.0)])
 def test_kl_warmup_is_linear_then_constant(step, weight):
-    got = O.loss(fixed_terms(), objective_config(beta=2.0, kl_warmup_steps=100), jnp.asarray(step))
+    got = O.loss(
+        fixed_terms(), objective_config(beta=2.0, kl_warmup_steps=100), jnp.asarray(step), {}
+    )
     np.testing.assert_allclose(float(got), 15.0 + 2.0 * weight * 1.8, rtol=1e-6)
 
 
 @pytest.mark.parametrize("step, target", [(0, 0.0), (250, 12.5), (1000, 50.0), (2000, 50.0)])
 def test_capacity_loss_penalises_distance_to_annealed_capacity(step, target):
-    config = objective_config(capacity=50.0, capacity_steps=1000, capacity_gamma=100.0)
-    got = O.loss(fixed_terms(), config, jnp.asarray(step))
+    config = objective_config(
+        kind="annealed", capacity=50.0, capacity_steps=1000, capacity_gamma=100.0
+    )
+    got = O.loss(fixed_terms(), config, jnp.asarray(step), {})
     np.testing.assert_allclose(float(got), 15.0 + 100.0 * abs(1.8 - target), rtol=1e-6)
 
 
 def test_free_bits_floor_each_dimension_of_batch_mean_rate():
     # Batch-mean KL per dimension: [0.2, 1.5, 0.1]; with λ = 0.5 -> 0.5 + 1.5 + 0.5.
-    got = O.loss(fixed_terms(), objective_config(beta=1.0, free_bits=0.5), jnp.asarray(0))
+    got = O.loss(fixed_terms(), objective_config(beta=1.0, free_bits=0.5), jnp.asarray(0), {})
     np.testing.assert_allclose(float(got), 15.0 + 2.5, rtol=1e-6)
     grads = jax.grad(lambda r: O.free_bits_rate(r, 0.5))(fixed_terms().rate_per_dim)
     np.testing.assert_allclose(np.asarray(grads), [[0, 0.5, 0], [0, 0.5, 0]])
@@ -134,7 +131,7 @@ def test_free_bits_floor_each_dimension_of_batch_mean_rate():
 def test_free_bits_with_full_covariance_posterior_is_refused():
     terms = fixed_terms().replace(rate_per_dim=None)
     with pytest.raises(ValueError, match="model.posterior='diag'"):
-        O.loss(terms, objective_config(free_bits=0.5), jnp.asarray(0))
+        O.loss(terms, objective_config(free_bits=0.5), jnp.asarray(0), {})
 
 
 def test_iwae_with_one_sample_equals_elbo():

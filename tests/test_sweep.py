@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import celeba, shapes
+from experiments import base, celeba, shapes
 from vae_jax import checkpoints, preemption, results, sweep
 from vae_jax import config as config_lib
 from vae_jax.sweep import SweepError, point_name
@@ -68,9 +68,20 @@ def test_experiment_sweeps_are_beta_by_latent_by_seed_grids(module, latent_dims,
     assert point_name(points[-1]) == f"beta=16,latent_dim={max(latent_dims)},seed=2"
 
 
+@pytest.mark.parametrize("method", base.METHODS)
+def test_a_method_variant_sweeps_that_methods_study_grid(method):
+    points = sweep.load_sweep(f"{shapes.__file__}:study,{method}")
+    configs = sweep.validate_points(shapes.get_config(f"study,{method}"), points)
+    assert len(configs) == 18 and {c.seed for c in configs} == {0, 1, 2}
+    assert {c.objective.kind for c in configs} == {method}
+    assert {c.train.num_steps for c in configs} == {300_000}
+    hyperparameters = {tuple(sorted(p.items()))[:-1] for p in points}
+    assert hyperparameters == {tuple(sorted(p.items())) for p in base.STUDY_GRIDS[method]}
+
+
 def test_config_file_without_get_sweep_fails_naming_it():
     path = REPO / "experiments" / "mnist.py"
-    with pytest.raises(SweepError, match=r"mnist.py defines no get_sweep\(\)"):
+    with pytest.raises(SweepError, match=r"mnist.py defines no get_sweep\(arg\)"):
         sweep.load_sweep(path)
 
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from experiments import shapes
-from vae_jax import checkpoints, data, optim, parallel, train, workdir_lock
+from experiments import base, shapes
+from vae_jax import checkpoints, data, evaluation, optim, parallel, train, workdir_lock
 from vae_jax import config as config_lib
 from vae_jax.config import ConfigError, validate
 from vae_jax.evaluation import likelihood
@@ -71,20 +71,37 @@ def test_loss_decreases_on_shapes(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_interruption_gives_identical_parameters(tmp_path):
-    steps = dict(log_every=5, eval_every=100, checkpoint_every=5)
-    straight = train.train_and_evaluate(tiny_config(num_steps=20, **steps), tmp_path / "straight")
-    train.train_and_evaluate(tiny_config(num_steps=10, **steps), tmp_path / "resumed")
-    resumed = train.train_and_evaluate(tiny_config(num_steps=20, **steps), tmp_path / "resumed")
-    assert int(resumed.step) == int(straight.step) == 20
-    for path, a, b in zip(
-        jax.tree_util.tree_leaves_with_path(straight.params),
-        jax.tree.leaves(straight.params),
-        jax.tree.leaves(resumed.params),
+@pytest.mark.parametrize("method", base.METHODS)
+def test_every_objective_trains_resumes_exactly_and_is_analysed(tmp_path, method):
+    """The `:tiny,<method>` config: a run interrupted at step 4 and resumed ends with the state
+    (parameters, optimizer moments, FactorVAE's discriminator) of a straight run; the
+    regularisers are logged; --mode=analyze evaluates it."""
+    steps = dict(log_every=4, eval_every=100, checkpoint_every=4)
+
+    def config(num_steps):
+        config = shapes.get_config(f"tiny,{method}")
+        config.train.update(num_steps=num_steps, **steps)
+        return config
+
+    straight = train.train_and_evaluate(config(8), tmp_path / "straight")
+    train.train_and_evaluate(config(4), tmp_path / "resumed")
+    resumed = train.train_and_evaluate(config(8), tmp_path / "resumed")
+    assert int(resumed.step) == int(straight.step) == 8
+    assert type(resumed) is type(straight)
+    for (path, a), b in zip(
+        jax.tree_util.tree_leaves_with_path(straight), jax.tree.leaves(resumed)
     ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(path[0]))
-    for a, b in zip(jax.tree.leaves(straight.opt_state), jax.tree.leaves(resumed.opt_state)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(path))
+    logged = [record for record in read_metrics(tmp_path / "resumed") if "loss" in record][-1]
+    expected = {
+        "beta_tcvae": {"tc", "mutual_info", "dimwise_kl"},
+        "factor_vae": {"tc", "discriminator_loss", "discriminator_accuracy"},
+        "dip_vae_i": {"dip_off_diagonal", "dip_diagonal"},
+        "dip_vae_ii": {"dip_off_diagonal", "dip_diagonal"},
+    }.get(method, set())
+    assert expected <= set(logged) and all(np.isfinite(logged[k]) for k in expected)
+    results = evaluation.analyze(tmp_path / "resumed")
+    assert np.isfinite(results["elbo"]) and "mig" in results
 
 
 @pytest.mark.slow
@@ -183,7 +200,14 @@ def one_step(config, images: np.ndarray):
     mesh = parallel.make_mesh()
     model = make_model(config.model, (64, 64, 1))
     optimizer = optim.make_optimizer(config.train)
-    state = train.create_train_state(model, optimizer, (64, 64, 1), jax.random.key(0), mesh)
+    state = train.create_train_state(
+        model,
+        optimizer,
+        (64, 64, 1),
+        jax.random.key(0),
+        mesh,
+        config.objective.kind,
+    )
     before = params_of(state)
     step = train.make_train_step(model, optimizer, config, mesh)
     state, metrics = step(
@@ -383,22 +407,39 @@ BATCH = np.random.default_rng(7).uniform(size=(8, 64, 64, 1)).astype(np.float32)
     "objective, expected_loss",
     [
         # Linear KL warm-up at step 0: weight 0, the loss is the distortion alone.
-        ({"beta": 4.0, "kl_warmup_steps": 10}, lambda d, r, k: d),
+        ({"beta": 4.0, "kl_warmup_steps": 10}, lambda m, k: m["distortion"]),
         # Capacity C(0) = 0: distortion + γ·|rate − 0|.
         (
-            {"capacity": 25.0, "capacity_steps": 100, "capacity_gamma": 3.0},
-            lambda d, r, k: d + 3 * r,
+            {"kind": "annealed", "capacity": 25.0, "capacity_steps": 100, "capacity_gamma": 3.0},
+            lambda m, k: m["distortion"] + 3 * m["rate"],
         ),
         # Free bits far above any dimension's KL: β · k · λ.
-        ({"beta": 2.0, "free_bits": 50.0}, lambda d, r, k: d + 2.0 * k * 50.0),
+        ({"beta": 2.0, "free_bits": 50.0}, lambda m, k: m["distortion"] + 2.0 * k * 50.0),
         # Plain β-VAE.
-        ({"beta": 0.5}, lambda d, r, k: d + 0.5 * r),
+        ({"beta": 0.5}, lambda m, k: m["distortion"] + 0.5 * m["rate"]),
+        # The disentangling methods: an unweighted ELBO plus their weighted regulariser.
+        (
+            {"kind": "beta_tcvae", "beta": 6.0, "dataset_size": 1000},
+            lambda m, k: m["distortion"] + m["rate"] + 5.0 * m["tc"],
+        ),
+        (
+            {"kind": "factor_vae", "factor_vae_gamma": 30.0},
+            lambda m, k: m["distortion"] + m["rate"] + 30.0 * m["tc"],
+        ),
+        (
+            {"kind": "dip_vae_ii", "dip_lambda_od": 3.0, "dip_lambda_d": 7.0},
+            lambda m, k: (
+                m["distortion"] + m["rate"] + 3.0 * m["dip_off_diagonal"] + 7.0 * m["dip_diagonal"]
+            ),
+        ),
     ],
+    ids=["warmup", "annealed", "free_bits", "beta_vae", "beta_tcvae", "factor_vae", "dip_vae_ii"],
 )
 def test_the_jitted_step_optimises_the_objective_its_formula_states(objective, expected_loss):
     _, _, metrics = one_step(objective_config(**objective), BATCH)
-    d, r, k = float(metrics["distortion"]), float(metrics["rate"]), 4  # tiny latent_dim
-    np.testing.assert_allclose(float(metrics["loss"]), expected_loss(d, r, k), rtol=1e-5)
+    metrics = {name: float(value) for name, value in metrics.items()}
+    assert metrics.get("tc", 1.0) != 0.0  # a regulariser that vanished would pass unseen
+    np.testing.assert_allclose(metrics["loss"], expected_loss(metrics, 4), rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -1,6 +1,15 @@
-"""The evidence lower bound, its training variants, and the importance-weighted bound.
+"""The evidence lower bound, its training variants (objective.kind), the regularisers of the
+disentangling methods, and the importance-weighted bound.
 
-Per-example terms have shape [B]; only `loss` reduces over the batch.
+    beta_vae    E[D] + β·w(t)·R                     (Higgins et al. 2017; warm-up, free bits)
+    annealed    E[D] + γ·|R − C(t)|                 (Burgess et al. 2018)
+    beta_tcvae  E[D] + w(t)·R + (β − 1)·TC          (Chen et al. 2018, disentanglement_lib's form)
+    factor_vae  E[D] + w(t)·R + γ·TC_discriminator  (Kim & Mnih 2018)
+    dip_vae_i   E[D] + w(t)·R + λ_od Σ_{i≠j} C_ij² + λ_d Σ_i (C_ii − 1)²   C = Cov[μ(x)]
+    dip_vae_ii  the same with C = E[diag σ²(x)] + Cov[μ(x)]                  (Kumar et al. 2018)
+
+with D the distortion, R the rate (KL), w(t) the KL warm-up. Per-example terms have shape [B];
+`loss` and the batch regularisers reduce over the batch.
 """
 
 from __future__ import annotations
@@ -76,16 +85,18 @@ def free_bits_rate(rate_per_dim: jax.Array, free_bits: float) -> jax.Array:
     return jnp.sum(jnp.maximum(free_bits, jnp.mean(rate_per_dim, axis=0)))
 
 
-def loss(terms: ElboTerms, config, step: jax.Array) -> jax.Array:
-    """Scalar training loss from per-example terms; `config` is the `objective` config section.
+def loss(
+    terms: ElboTerms, config, step: jax.Array, regularizers: dict[str, jax.Array]
+) -> jax.Array:
+    """Scalar training loss of objective.kind (see the module docstring) from per-example terms
+    and the batch regularisers of that kind (`regularizers`: see regularizer_penalty); `config`
+    is the `objective` config section.
 
-    β-VAE with optional linear warm-up and free bits:
-        E[distortion] + β · w(step) · R,   R = E[rate] or Σᵢ max(free_bits, E[rateᵢ])
-    Capacity-controlled β-VAE (when `capacity` is set, Burgess et al. 2018):
-        E[distortion] + γ · |E[rate] − C(step)|
+    The rate term is E[rate], or Σᵢ max(free_bits, E[rateᵢ]) with free bits, weighted by
+    w(step) = min(1, step / kl_warmup_steps), times β for beta_vae.
     """
     distortion = jnp.mean(terms.distortion)
-    if config.capacity is not None:
+    if config.kind == "annealed":
         target = capacity_target(step, config.capacity, config.capacity_steps)
         return distortion + config.capacity_gamma * jnp.abs(jnp.mean(terms.rate) - target)
     if config.free_bits > 0:
@@ -96,7 +107,131 @@ def loss(terms: ElboTerms, config, step: jax.Array) -> jax.Array:
         rate = free_bits_rate(terms.rate_per_dim, config.free_bits)
     else:
         rate = jnp.mean(terms.rate)
-    return distortion + kl_weight(step, config.beta, config.kl_warmup_steps) * rate
+    beta = config.beta if config.kind == "beta_vae" else 1.0
+    weight = kl_weight(step, beta, config.kl_warmup_steps)
+    return distortion + weight * rate + regularizer_penalty(config, regularizers)
+
+
+def regularizer_penalty(config, regularizers: dict[str, jax.Array]) -> jax.Array:
+    """What objective.kind adds to the ELBO loss, from the batch regularisers it computed:
+    beta_tcvae (β − 1)·tc (tc_decomposition); factor_vae γ·tc (discriminator_tc);
+    dip_vae_i / dip_vae_ii λ_od·dip_off_diagonal + λ_d·dip_diagonal (dip_terms); else 0."""
+    if config.kind == "beta_tcvae":
+        return (config.beta - 1.0) * regularizers["tc"]
+    if config.kind == "factor_vae":
+        return config.factor_vae_gamma * regularizers["tc"]
+    if config.kind in ("dip_vae_i", "dip_vae_ii"):
+        return (
+            config.dip_lambda_od * regularizers["dip_off_diagonal"]
+            + config.dip_lambda_d * regularizers["dip_diagonal"]
+        )
+    return jnp.zeros((), jnp.float32)
+
+
+def pairwise_log_density(z: jax.Array, posterior: D.DiagGaussian) -> jax.Array:
+    """log q(z_i,d | x_j) for every pair of batch elements: z [M, k], posterior over [M, k]
+    -> [M (i), M (j), k]."""
+    mean, log_var = posterior.mean[None], posterior.log_var[None]
+    squared = jnp.square(z[:, None] - mean) * jnp.exp(-log_var)
+    return -0.5 * (squared + log_var + D.LOG_2PI)
+
+
+def mws_log_weights(batch_size: int) -> jax.Array:
+    """Minibatch-weighted sampling: log w_ij = −log M for every pair [M, M].
+
+    Chen et al. (2018) weight by 1/(N·M); that shifts log q(z) by −log N and log Πd q(z_d) by
+    −k·log N, so their TC is off by (k − 1)·log N nats with the same gradients. With 1/M the
+    estimate tends to the true TC as M grows."""
+    return jnp.full((batch_size, batch_size), -math.log(batch_size))
+
+
+def mss_log_weights(batch_size: int, dataset_size: int) -> jax.Array:
+    """Minibatch-stratified sampling (Chen et al. 2018) log weights [M, M]: row i weights its own
+    element 1/N, one stratum element (j = i + 1 mod M) (N − M + 1)/(N·(M − 1)) and the other
+    M − 2 elements 1/(M − 1), so that every row sums to 1.
+
+    (The matrix copied across public code fills column 0 instead of the diagonal: a strided
+    assignment with step M instead of M + 1 on the flattened matrix.)"""
+    m, n = batch_size, dataset_size
+    others = jnp.full((m, m), 1.0 / (m - 1))
+    own = jnp.eye(m, dtype=bool)
+    stratum = jnp.roll(own, 1, axis=1)
+    weights = jnp.where(own, 1.0 / n, jnp.where(stratum, (n - m + 1) / (n * (m - 1)), others))
+    return jnp.log(weights)
+
+
+def tc_decomposition(
+    z: jax.Array, posterior: D.DiagGaussian, log_weights: jax.Array
+) -> dict[str, jax.Array]:
+    """The ELBO's KL split into index-code mutual information, total correlation and
+    dimension-wise KL (Chen et al. 2018), estimated on the batch: z [M, k] ~ q(z|x) [M, k],
+    log_weights [M, M] of the aggregate posterior (mws_log_weights or mss_log_weights):
+
+        log q(z_i)        = logsumexp_j [log w_ij + Σ_d log q(z_i,d | x_j)]
+        log Π_d q(z_i,d)  = Σ_d logsumexp_j [log w_ij + log q(z_i,d | x_j)]
+        mutual_info = E_i[log q(z_i|x_i) − log q(z_i)]
+        tc          = E_i[log q(z_i) − log Π_d q(z_i,d)]
+        dimwise_kl  = E_i[log Π_d q(z_i,d) − log p(z_i)]
+
+    Returns scalars {"mutual_info", "tc", "dimwise_kl"}.
+    """
+    log_density = pairwise_log_density(z, posterior)  # [M, M, k]
+    log_q_z = jax.nn.logsumexp(log_weights + log_density.sum(-1), axis=1)
+    log_q_z_dims = jax.nn.logsumexp(log_weights[:, :, None] + log_density, axis=1).sum(-1)
+    log_q_z_given_x = posterior.log_prob(z)
+    log_p_z = D.standard_normal(z.shape[-1]).log_prob(z)
+    return {
+        "mutual_info": jnp.mean(log_q_z_given_x - log_q_z),
+        "tc": jnp.mean(log_q_z - log_q_z_dims),
+        "dimwise_kl": jnp.mean(log_q_z_dims - log_p_z),
+    }
+
+
+def dip_terms(posterior: D.DiagGaussian, kind: str) -> dict[str, jax.Array]:
+    """DIP-VAE's moment-matching terms (Kumar et al. 2018) on the batch: C = Cov_batch[μ(x)]
+    (kind "dip_vae_i") or E_batch[diag σ²(x)] + Cov_batch[μ(x)] ("dip_vae_ii"), over [M, k]:
+
+        dip_off_diagonal = Σ_{i≠j} C_ij²,   dip_diagonal = Σ_i (C_ii − 1)²
+    """
+    mean = posterior.mean
+    centred = mean - jnp.mean(mean, axis=0)
+    covariance = centred.T @ centred / mean.shape[0]  # the batch's own (biased) covariance
+    if kind == "dip_vae_ii":
+        covariance = covariance + jnp.diag(jnp.mean(jnp.exp(posterior.log_var), axis=0))
+    off_diagonal = 1.0 - jnp.eye(covariance.shape[0], dtype=covariance.dtype)
+    return {
+        "dip_off_diagonal": jnp.sum(jnp.square(covariance) * off_diagonal),
+        "dip_diagonal": jnp.sum(jnp.square(jnp.diag(covariance) - 1.0)),
+    }
+
+
+def permute_dims(key: jax.Array, z: jax.Array) -> jax.Array:
+    """Each column of z [M, k] permuted independently across the batch: a sample of
+    Π_d q(z_d) from one of q(z) (Kim & Mnih 2018)."""
+    keys = jax.random.split(key, z.shape[-1])
+    return jax.vmap(
+        lambda k, column: jax.random.permutation(k, column), in_axes=(0, 1), out_axes=1
+    )(keys, z)
+
+
+def discriminator_tc(logits: jax.Array) -> jax.Array:
+    """FactorVAE's TC estimate E[log D(z) / (1 − D(z))] = E[logit_real − logit_permuted] from
+    the discriminator's logits [M, 2] on codes z ~ q(z) (class 0: real, class 1: permuted)."""
+    return jnp.mean(logits[:, 0] - logits[:, 1])
+
+
+def discriminator_loss(
+    logits_real: jax.Array, logits_permuted: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Cross-entropy of the FactorVAE discriminator, half on real codes (class 0) and half on
+    permuted ones (class 1), and its accuracy; logits [M, 2] each."""
+    log_p_real = jax.nn.log_softmax(logits_real)[:, 0]
+    log_p_permuted = jax.nn.log_softmax(logits_permuted)[:, 1]
+    loss = -0.5 * (jnp.mean(log_p_real) + jnp.mean(log_p_permuted))
+    correct = jnp.concatenate(
+        [jnp.argmax(logits_real, -1) == 0, jnp.argmax(logits_permuted, -1) == 1]
+    )
+    return loss, jnp.mean(correct.astype(jnp.float32))
 
 
 def iwae_bound(

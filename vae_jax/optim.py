@@ -37,3 +37,14 @@ def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTra
     if train_config.grad_clip_norm is None:
         return adam
     return optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), adam)
+
+
+# FactorVAE's discriminator trains with its own Adam (Kim & Mnih 2018, as in disentanglement_lib).
+DISCRIMINATOR_LEARNING_RATE = 1e-4
+DISCRIMINATOR_ADAM_BETAS = (0.5, 0.9)
+
+
+def discriminator_optimizer() -> optax.GradientTransformation:
+    """Adam(1e-4, β1 = 0.5, β2 = 0.9) for FactorVAE's discriminator."""
+    b1, b2 = DISCRIMINATOR_ADAM_BETAS
+    return optax.adam(DISCRIMINATOR_LEARNING_RATE, b1=b1, b2=b2)

@@ -45,9 +45,11 @@ class SweepError(config_lib.ConfigError):
 # The grid
 
 
-def load_sweep(config_path: str | Path) -> list[Overrides]:
-    """The override dicts of `get_sweep()` in the experiment file at `config_path`."""
-    path = Path(config_path)
+def load_sweep(config_spec: str | Path) -> list[Overrides]:
+    """The override dicts of `get_sweep(variant)` in the experiment file of `config_spec`
+    ("path[:variant]", as --config takes it)."""
+    path_text, _, variant = str(config_spec).partition(":")
+    path = Path(path_text)
     spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
     if spec is None or spec.loader is None or not path.is_file():
         raise SweepError(f"{path} is not a Python config file")
@@ -55,12 +57,12 @@ def load_sweep(config_path: str | Path) -> list[Overrides]:
     spec.loader.exec_module(module)
     if not callable(getattr(module, "get_sweep", None)):
         raise SweepError(
-            f"{path} defines no get_sweep(): add one returning a list of override dicts, e.g. "
+            f"{path} defines no get_sweep(arg): add one returning a list of override dicts, e.g. "
             '[{"objective.beta": b, "seed": s} for b in (1, 4) for s in (0, 1)]'
         )
-    points = [dict(point) for point in module.get_sweep()]
+    points = [dict(point) for point in module.get_sweep(variant)]
     if not points:
-        raise SweepError(f"{path}: get_sweep() returned no points")
+        raise SweepError(f"{path}: get_sweep({variant!r}) returned no points")
     return points
 
 

@@ -39,6 +39,7 @@ from vae_jax import config as config_lib
 from vae_jax import objectives as O
 from vae_jax.evaluation import likelihood
 from vae_jax.models import VAE, make_model
+from vae_jax.models.discriminator import Discriminator
 from vae_jax.preemption import StoppedBySignal
 from vae_jax.writers import MetricsWriter, drop_metrics_after
 
@@ -64,6 +65,21 @@ class TrainState:
     opt_state: optax.OptState
 
 
+@struct.dataclass
+class DiscriminatorState:
+    """FactorVAE's discriminator parameters and the state of its own Adam."""
+
+    params: dict
+    opt_state: optax.OptState
+
+
+@struct.dataclass
+class FactorVaeTrainState(TrainState):
+    """The train state of objective.kind="factor_vae": the VAE's and the discriminator's."""
+
+    discriminator: DiscriminatorState
+
+
 def ema_decay(step: jax.Array, decay: float) -> jax.Array:
     """min(decay, (1 + t) / (10 + t)) at step t: short averages early, when the first
     parameters are far from the later ones, then `decay` (0.999: about 1,000 steps)."""
@@ -76,20 +92,67 @@ def create_train_state(
     image_shape: tuple[int, int, int],
     key: jax.Array,
     mesh: jax.sharding.Mesh,
+    objective_kind: str = "beta_vae",
 ) -> TrainState:
     """Fresh parameters (initialised on a batch of one) and optimizer state at step 0,
-    replicated over the mesh."""
+    replicated over the mesh; a FactorVaeTrainState for objective_kind "factor_vae"."""
 
     def init(key):
         params = model.init(key, jnp.zeros((1,) + image_shape, jnp.float32), key)
-        return TrainState(
+        state = TrainState(
             step=jnp.asarray(0, jnp.int32),
             params=params,
             ema_params=params,
             opt_state=optimizer.init(params),
         )
+        if objective_kind != "factor_vae":
+            return state
+        codes = jnp.zeros((1, model.latent_dim), jnp.float32)
+        discriminator_params = Discriminator().init(jax.random.fold_in(key, 1), codes)
+        discriminator = DiscriminatorState(
+            params=discriminator_params,
+            opt_state=optim.discriminator_optimizer().init(discriminator_params),
+        )
+        return FactorVaeTrainState(**vars(state), discriminator=discriminator)
 
     return jax.jit(init, out_shardings=parallel.replicated(mesh))(key)
+
+
+def make_regularizers(config: ml_collections.ConfigDict) -> Callable:
+    """regularizers(out, discriminator_params) -> {name: scalar}: the batch regularisers of
+    objective.kind (objectives.regularizer_penalty weights them into the loss; all are logged)."""
+    objective = config.objective
+    if objective.kind == "beta_tcvae":
+        batch_size = config.train.batch_size
+        if objective.tc_estimator == "mss":
+            log_weights = O.mss_log_weights(batch_size, objective.dataset_size)
+        else:
+            log_weights = O.mws_log_weights(batch_size)
+        return lambda out, _: O.tc_decomposition(out.z, out.posterior, log_weights)
+    if objective.kind in ("dip_vae_i", "dip_vae_ii"):
+        return lambda out, _: O.dip_terms(out.posterior, objective.kind)
+    if objective.kind == "factor_vae":
+        return lambda out, params: {"tc": O.discriminator_tc(Discriminator().apply(params, out.z))}
+    return lambda out, _: {}
+
+
+def discriminator_update(
+    state: DiscriminatorState, z: jax.Array, key: jax.Array
+) -> tuple[DiscriminatorState, dict[str, jax.Array]]:
+    """One Adam step of FactorVAE's discriminator on codes z [B, k] (held fixed) against their
+    dimension-wise permutation; returns the new state and its loss and accuracy (before the
+    step)."""
+    z = jax.lax.stop_gradient(z)
+    permuted = O.permute_dims(key, z)
+
+    def loss_fn(params):
+        logits = Discriminator().apply(params, jnp.concatenate([z, permuted]))
+        return O.discriminator_loss(logits[: len(z)], logits[len(z) :])
+
+    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optim.discriminator_optimizer().update(grads, state.opt_state)
+    new_state = DiscriminatorState(optax.apply_updates(state.params, updates), opt_state)
+    return new_state, {"discriminator_loss": loss, "discriminator_accuracy": accuracy}
 
 
 def make_train_step(
@@ -109,44 +172,51 @@ def make_train_step(
     """
     skip_grad_norm = config.train.skip_grad_norm
     decay = config.train.ema_decay
+    regularizers = make_regularizers(config)
+    factor_vae = config.objective.kind == "factor_vae"
 
     def step(state: TrainState, batch: data.Batch, key: jax.Array):
         x = batch["image"]
         step_key = jax.random.fold_in(key, state.step)
+        discriminator_params = state.discriminator.params if factor_vae else None
 
         def loss_fn(params):
             out = model.apply(params, x, step_key)
             terms = O.elbo_terms(out.posterior, model.prior, out.likelihood, x)
-            return O.loss(terms, config.objective, state.step), terms
+            values = regularizers(out, discriminator_params)
+            return O.loss(terms, config.objective, state.step, values), (terms, values, out.z)
 
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (terms, values, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grad_norm = optax.tree.norm(grads)
         apply = jnp.isfinite(loss) & jnp.isfinite(grad_norm)  # a NaN/inf anywhere: norm not finite
         if skip_grad_norm is not None:
             apply = apply & (grad_norm <= skip_grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-
-        def keep_if_skipped(new, old):
-            return jnp.where(apply, new, old)
-
         d = ema_decay(state.step, decay)
         ema_params = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema_params, params)
-        new_state = TrainState(
-            step=state.step + 1,
-            params=jax.tree.map(keep_if_skipped, params, state.params),
-            ema_params=jax.tree.map(keep_if_skipped, ema_params, state.ema_params),
-            opt_state=jax.tree.map(keep_if_skipped, opt_state, state.opt_state),
-        )
+        new_state = state.replace(params=params, ema_params=ema_params, opt_state=opt_state)
         metrics = dict(
             loss=loss,
             elbo=jnp.mean(terms.elbo),
             rate=jnp.mean(terms.rate),
             distortion=jnp.mean(terms.distortion),
             grad_norm=grad_norm,
-            skipped=1.0 - apply.astype(jnp.float32),
+            **values,
         )
-        return new_state, metrics
+        if factor_vae:
+            permute_key = jax.random.fold_in(step_key, 1)
+            discriminator, discriminator_metrics = discriminator_update(
+                state.discriminator, z, permute_key
+            )
+            apply = apply & jnp.isfinite(discriminator_metrics["discriminator_loss"])
+            new_state = new_state.replace(discriminator=discriminator)
+            metrics.update(discriminator_metrics)
+
+        # A skipped update keeps every parameter and optimizer state; only the step moves on.
+        new_state = jax.tree.map(lambda new, old: jnp.where(apply, new, old), new_state, state)
+        metrics["skipped"] = 1.0 - apply.astype(jnp.float32)
+        return new_state.replace(step=state.step + 1), metrics
 
     replicated, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     return jax.jit(
@@ -203,9 +273,10 @@ def _format_metrics(metrics: dict[str, float]) -> str:
 
 def _resolve(config: ml_collections.ConfigDict, workdir: Path) -> ml_collections.ConfigDict:
     """A copy of `config` with the values a run fixes at its start and records in config.json:
-    train.schedule_steps and dataset.channels, each as given, else as the workdir's config.json
-    has it (a resumed run keeps them), else num_steps and the channels found in the data (so
-    load_run never needs the data to know the image shape)."""
+    train.schedule_steps, dataset.channels and (beta_tcvae) objective.dataset_size, each as
+    given, else as the workdir's config.json has it (a resumed run keeps them), else num_steps,
+    the channels found in the data (so load_run never needs the data to know the image shape)
+    and the train split's size."""
     saved = {}
     if (workdir / config_lib.CONFIG_FILE).exists():
         saved = config_lib.flatten(config_lib.read_config_dict(workdir))
@@ -227,6 +298,9 @@ def _resolve(config: ml_collections.ConfigDict, workdir: Path) -> ml_collections
     if config.dataset.channels is None:
         channels = saved.get("dataset.channels") or data.image_shape(config.dataset)[-1]
         fixed["dataset.channels"] = channels
+    if config.objective.kind == "beta_tcvae" and config.objective.dataset_size is None:
+        size = saved.get("objective.dataset_size") or data.num_train_examples(config.dataset)
+        fixed["objective.dataset_size"] = size
     return config_lib.apply_overrides(config, fixed)
 
 
@@ -289,7 +363,7 @@ def _train(
     model = make_model(config.model, image_shape, config.train.compute_dtype)
     optimizer = optim.make_optimizer(config.train)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
-    state = create_train_state(model, optimizer, image_shape, init_key, mesh)
+    state = create_train_state(model, optimizer, image_shape, init_key, mesh, config.objective.kind)
     restored = checkpoints.restore_latest(manager, state)
     if restored is not None:
         state, restored_step = restored

@@ -45,13 +45,24 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.objective = ml_collections.ConfigDict(
         dict(
-            beta=1.0,
-            kl_warmup_steps=0,
-            # nats; when set the loss is γ|KL − C| (Burgess et al.), not β / warm-up / free bits
-            capacity=config_dict.placeholder(float),
-            capacity_steps=100_000,  # steps over which C rises linearly from 0 to `capacity`
-            capacity_gamma=1000.0,
+            # beta_vae | annealed | beta_tcvae | factor_vae | dip_vae_i | dip_vae_ii: the losses
+            # are in vae_jax/objectives.py
+            kind="beta_vae",
+            beta=1.0,  # beta_vae: the KL weight; beta_tcvae: loss + (β − 1)·TC
+            kl_warmup_steps=0,  # the KL weight rises linearly from 0 (all kinds but annealed)
             free_bits=0.0,  # nats per latent dimension (diag posterior only)
+            # annealed: loss γ|KL − C| with C rising linearly from 0 to `capacity` nats
+            capacity=config_dict.placeholder(float),
+            capacity_steps=100_000,
+            capacity_gamma=1000.0,
+            # beta_tcvae: the batch estimator of the aggregate posterior, mss (minibatch-stratified)
+            # or mws (minibatch-weighted), and its dataset size N (None: the train split's size,
+            # fixed at the run's start)
+            tc_estimator="mss",
+            dataset_size=config_dict.placeholder(int),
+            factor_vae_gamma=10.0,  # factor_vae: the weight of the discriminator's TC estimate
+            dip_lambda_od=1.0,  # dip_vae_i / dip_vae_ii: off-diagonal weight ...
+            dip_lambda_d=10.0,  # ... and diagonal weight
         )
     )
 

@@ -21,6 +21,8 @@ LIKELIHOODS = (
 LR_SCHEDULES = ("constant", "cosine")
 CROPS = ("center148", "nvae", "none")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+OBJECTIVES = ("beta_vae", "annealed", "beta_tcvae", "factor_vae", "dip_vae_i", "dip_vae_ii")
+TC_ESTIMATORS = ("mss", "mws")
 
 
 class ConfigError(ValueError):
@@ -102,6 +104,43 @@ def _check_dataset_name(name) -> None:
         raise ConfigError(f"dataset.name={name!r} is not valid: {allowed}") from None
 
 
+def _check_objective(config: ml_collections.ConfigDict) -> None:
+    """The keys each objective.kind needs, and no capacity where it would be ignored."""
+    objective = config.objective
+    annealed = objective.kind == "annealed"
+    _require(
+        annealed == (objective.capacity is not None),
+        "objective.capacity",
+        objective.capacity,
+        "objective.kind='annealed' needs a capacity in nats (e.g. 25.0), and only it reads one "
+        f"(objective.kind={objective.kind!r})",
+    )
+    needs_diag = ("beta_tcvae", "dip_vae_i", "dip_vae_ii")
+    _require(
+        objective.kind not in needs_diag or config.model.posterior == "diag",
+        "objective.kind",
+        objective.kind,
+        f"{', '.join(needs_diag)} need model.posterior='diag'",
+    )
+    _require(
+        objective.kind != "beta_tcvae" or config.train.batch_size >= 2,
+        "train.batch_size",
+        config.train.batch_size,
+        "beta_tcvae estimates the aggregate posterior on the batch: use at least 2",
+    )
+    _require(
+        objective.dataset_size is None
+        or (
+            _is_number(objective.dataset_size, integer=True)
+            and objective.dataset_size >= config.train.batch_size
+        ),
+        "objective.dataset_size",
+        objective.dataset_size,
+        f"must be an integer >= train.batch_size={config.train.batch_size}, or unset for the "
+        "train split's size",
+    )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for the first invalid value found: a wrong type, a value out of range,
     an unknown name, or an unknown dataset."""
@@ -112,6 +151,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _one_of(config, "model.likelihood", LIKELIHOODS)
     _one_of(config, "train.lr_schedule", LR_SCHEDULES)
     _one_of(config, "train.compute_dtype", COMPUTE_DTYPES)
+    _one_of(config, "objective.kind", OBJECTIVES)
+    _one_of(config, "objective.tc_estimator", TC_ESTIMATORS)
     for key in ("dataset.random_flip", "dataset.dynamic_binarization", "dataset.cache"):
         value = _lookup(config, key)
         _require(isinstance(value, bool), key, value, "must be True or False")
@@ -155,9 +196,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         decay,
         "must be in [0, 1): 0.999 averages about the last 1,000 steps, 0 turns averaging off",
     )
-    for key in ("objective.beta", "objective.free_bits", "objective.capacity_gamma"):
+    for key in (
+        "objective.beta",
+        "objective.free_bits",
+        "objective.capacity_gamma",
+        "objective.factor_vae_gamma",
+        "objective.dip_lambda_od",
+        "objective.dip_lambda_d",
+    ):
         _at_least(config, key, 0)
     _at_least(config, "objective.capacity", 0, optional=True)
+    _check_objective(config)
     _positive(config, "train.learning_rate")
     _positive(config, "model.gaussian_scale")
     _positive(config, "train.grad_clip_norm", optional=True)

@@ -5,6 +5,7 @@ from the `model` config section. One file per model family:
     layers.py   Upsample2x (fast stride-2 transposed conv), dense stacks, batch folding
     conv.py     ConvEncoder / ConvDecoder        (model.kind="conv")
     mlp.py      MlpEncoder / MlpDecoder          (model.kind="mlp")
+    discriminator.py  FactorVAE's discriminator    (objective.kind="factor_vae")
 
 Encoders map images [..., H, W, C] in [0, 1] to a posterior q(z|x) over [..., k]; decoders map
 codes [..., k] to a likelihood p(x|z) over [..., H, W, C]. Leading axes beyond the batch (e.g. K
