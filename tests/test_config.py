@@ -12,7 +12,16 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import base, celeba, cifar10, fashion_mnist, mnist, shapes
+from experiments import (
+    base,
+    celeba,
+    cifar10,
+    dsprites,
+    fashion_mnist,
+    mnist,
+    shapes,
+    shapes3d,
+)
 from vae_jax.config import RESUMABLE_KEYS, ConfigError, check_resumable, validate
 from vae_jax.data.shapes import IMAGE_SHAPE as SHAPES_IMAGE_SHAPE
 
@@ -47,6 +56,10 @@ def set_key(config: ml_collections.ConfigDict, key: str, value) -> ml_collection
         (mnist.get_config, "conv,tiny"),
         *((shapes.get_config, method) for method in base.METHODS),
         *((shapes.get_config, f"study,{method}") for method in base.METHODS),
+        (dsprites.get_config, ""),
+        (dsprites.get_config, "study,beta_tcvae,tiny"),
+        (shapes3d.get_config, ""),
+        (shapes3d.get_config, "factor_vae"),
     ],
 )
 def test_every_experiment_config_validates(get_config, arg):

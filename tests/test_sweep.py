@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import base, celeba, shapes
+from experiments import base, celeba, dsprites, shapes, shapes3d
 from vae_jax import checkpoints, preemption, results, sweep
 from vae_jax import config as config_lib
 from vae_jax.sweep import SweepError, point_name
@@ -77,6 +77,14 @@ def test_a_method_variant_sweeps_that_methods_study_grid(method):
     assert {c.train.num_steps for c in configs} == {300_000}
     hyperparameters = {tuple(sorted(p.items()))[:-1] for p in points}
     assert hyperparameters == {tuple(sorted(p.items())) for p in base.STUDY_GRIDS[method]}
+
+
+@pytest.mark.parametrize("module", [dsprites, shapes3d])
+def test_the_factor_datasets_sweep_beta_vae_without_a_method(module):
+    points = sweep.load_sweep(module.__file__)
+    assert points == base.study_sweep("beta_vae")
+    configs = sweep.validate_points(module.get_config(), points)
+    assert {c.objective.beta for c in configs} == {1.0, 2.0, 4.0, 6.0, 8.0, 16.0}
 
 
 def test_config_file_without_get_sweep_fails_naming_it():
