@@ -1,5 +1,9 @@
 """One persistent XLA compilation cache for the whole test session, shared with the launch.py
-subprocesses that tests start: the same tiny models compile once, not once per test.
+subprocesses that tests start: the same tiny models compile once, not once per test. And XLA's
+backend optimisation off (--xla_backend_optimization_level=0) for this process and every
+subprocess: the tests' tiny models spend far more time compiling than running (a tiny shapes
+model on 2 CPU cores: init compiles in 2.4 s instead of 8.7 s, the train step in 4.1 s instead of
+7.0 s, 20 steps run in 0.47 s instead of 0.34 s). Users' runs keep XLA's default.
 
 With JAX_COMPILATION_CACHE_DIR set, that directory is used and kept, so a repeated run (the
 `pytest -m "not slow"` inner loop) compiles almost nothing; otherwise a temporary one is made and
@@ -10,7 +14,12 @@ import os
 import shutil
 import tempfile
 
-import jax
+# Before JAX initialises its backend (at the first computation), and inherited by subprocesses.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+).strip()
+
+import jax  # noqa: E402
 
 # pytest-xdist workers inherit the directory that the main process sets up below, so they share
 # one cache: JAX writes entries in place, and an entry read while another worker writes it is

@@ -20,7 +20,10 @@ from vae_jax.writers import read_metrics
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 REPO = Path(__file__).resolve().parents[1]
-EIGHT_CPU_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+EIGHT_CPU_DEVICES = {
+    **os.environ,
+    "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8",
+}
 # 40 test examples in batches of 16: the last batch (8) is padded and masked.
 OVERRIDES = dict(num_steps=5, log_every=1, eval_every=5, checkpoint_every=5, batch_size=16)
 
@@ -69,7 +72,10 @@ def free_port() -> int:
 
 def test_two_processes_with_four_devices_each_train_like_one_device(tmp_path):
     """Multi-host on one machine: 2 processes (gloo collectives) x 4 fake CPU devices."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
+    }
     address = f"localhost:{free_port()}"
     flags = [f"--config.train.{key}={value}" for key, value in OVERRIDES.items()]
     logs = [tmp_path / f"process{index}.log" for index in range(2)]

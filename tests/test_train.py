@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,19 +73,24 @@ def test_loss_decreases_on_shapes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", base.METHODS)
-def test_every_objective_trains_resumes_exactly_and_is_analysed(tmp_path, method):
-    """The `:tiny,<method>` config: a run interrupted at step 4 and resumed ends with the state
-    (parameters, optimizer moments, FactorVAE's discriminator) of a straight run; the
-    regularisers are logged; --mode=analyze evaluates it."""
-    steps = dict(log_every=4, eval_every=100, checkpoint_every=4)
+def test_every_objective_trains_and_resumes_exactly(tmp_path, method):
+    """The `:tiny,<method>` config: a run resumed from its step-4 checkpoint ends with the state
+    (parameters, averages, optimizer moments, FactorVAE's discriminator) of the straight run,
+    and the regularisers are logged. The objectives whose checkpoint or config.json holds more
+    than β-VAE's (FactorVAE's discriminator, β-TCVAE's dataset size) are also analysed (analysis
+    reads only the parameters, whatever the objective)."""
 
     def config(num_steps):
         config = shapes.get_config(f"tiny,{method}")
-        config.train.update(num_steps=num_steps, **steps)
+        config.train.update(
+            num_steps=num_steps, log_every=4, eval_every=100, checkpoint_every=4, keep_checkpoints=2
+        )
         return config
 
     straight = train.train_and_evaluate(config(8), tmp_path / "straight")
-    train.train_and_evaluate(config(4), tmp_path / "resumed")
+    # An interrupted run: the straight run's directory as it was after step 4.
+    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / checkpoints.CHECKPOINT_DIR / "8")
     resumed = train.train_and_evaluate(config(8), tmp_path / "resumed")
     assert int(resumed.step) == int(straight.step) == 8
     assert type(resumed) is type(straight)
@@ -100,8 +106,9 @@ def test_every_objective_trains_resumes_exactly_and_is_analysed(tmp_path, method
         "dip_vae_ii": {"dip_off_diagonal", "dip_diagonal"},
     }.get(method, set())
     assert expected <= set(logged) and all(np.isfinite(logged[k]) for k in expected)
-    results = evaluation.analyze(tmp_path / "resumed")
-    assert np.isfinite(results["elbo"]) and "mig" in results
+    if method in ("beta_tcvae", "factor_vae"):
+        results = evaluation.analyze(tmp_path / "resumed")
+        assert np.isfinite(results["elbo"]) and "mig" in results
 
 
 @pytest.mark.slow
