@@ -57,7 +57,8 @@ def test_eight_devices_give_the_loss_curve_and_test_elbo_of_one(tmp_path):
         curve_eight = [r[name] for r in eight if name in r]
         curve_one = [r[name] for r in one if name in r]
         assert len(curve_one) == 5
-        np.testing.assert_allclose(curve_eight, curve_one, rtol=1e-5, err_msg=name)
+        # atol: the rate starts near 1e-4 nats, where summation order shows at 1e-5 relative.
+        np.testing.assert_allclose(curve_eight, curve_one, rtol=1e-5, atol=1e-6, err_msg=name)
     test_eight = [r for r in eight if "validation/elbo" in r]
     test_one = [r for r in one if "validation/elbo" in r]
     for name in ["validation/elbo", "validation/rate", "validation/distortion"]:
