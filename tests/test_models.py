@@ -133,13 +133,18 @@ def test_bfloat16_compute_keeps_float32_params_posterior_and_likelihood(kind):
     key = jax.random.key(0)
     model_f32 = make_model(config, (16, 16, 3))
     model_bf16 = make_model(config, (16, 16, 3), "bfloat16")
-    params = model_f32.init(key, x, key)
-    assert jax.tree.structure(model_bf16.init(key, x, key)) == jax.tree.structure(params)
-    out_f32, out_bf16 = model_f32.apply(params, x, key), model_bf16.apply(params, x, key)
+    # Jitted: op-by-op dispatch would compile every operation on its own (far slower on CPU).
+    params = jax.jit(model_f32.init)(key, x, key)
+    bf16_params = jax.eval_shape(model_bf16.init, key, x, key)
+    assert jax.tree.structure(bf16_params) == jax.tree.structure(params)
+    out_f32 = jax.jit(model_f32.apply)(params, x, key)
+    out_bf16 = jax.jit(model_bf16.apply)(params, x, key)
 
     for leaf in jax.tree.leaves((out_bf16.posterior, out_bf16.likelihood, out_bf16.z)):
         assert leaf.dtype == jnp.float32
-    grads = jax.grad(lambda p: -model_bf16.apply(p, x, key).likelihood.log_prob(x).sum())(params)
+    grads = jax.jit(jax.grad(lambda p: -model_bf16.apply(p, x, key).likelihood.log_prob(x).sum()))(
+        params
+    )
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
     # bfloat16 keeps 8 significant bits: relative error about 2^-8 per op.
     np.testing.assert_allclose(out_bf16.posterior.mean, out_f32.posterior.mean, atol=0.05)
