@@ -39,7 +39,7 @@ flags.FLAGS["config"].default_as_str = repr(DEFAULT_CONFIG)  # what --help shows
 flags.DEFINE_string(
     "workdir",
     None,
-    "Run directory; default runs/<config file stem> (runs/<stem>_sweep for sweeps).",
+    "Run directory; default runs/<config file stem>[_<variants>] (+ _sweep for sweeps).",
 )
 flags.DEFINE_enum(
     "mode",
@@ -167,11 +167,12 @@ def config_spec() -> str:
 
 
 def default_workdir(for_sweep: bool) -> Path:
-    """runs/<stem of the --config file>[_<variants>], e.g. runs/shapes for experiments/shapes.py
-    and runs/shapes_study_factor_vae for experiments/shapes.py:study,factor_vae, with a _sweep
-    suffix for sweeps: runs of different variants never share a workdir."""
+    """runs/<stem of the --config file>[_<variants, sorted>], e.g. runs/shapes for
+    experiments/shapes.py and runs/shapes_factor_vae_study for
+    experiments/shapes.py:study,factor_vae, with a _sweep suffix for sweeps: runs of different
+    variants never share a workdir."""
     path, _, variant = config_spec().partition(":")
-    name = "_".join([Path(path).stem, *filter(None, variant.split(","))])
+    name = "_".join([Path(path).stem, *sorted(filter(None, variant.split(",")))])
     return Path("runs") / (name + ("_sweep" if for_sweep else ""))
 
 

@@ -114,14 +114,18 @@ def method_of(options: set[str]) -> str | None:
 
 
 def apply_method(config: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
-    """objective.kind = `method` with its METHOD_DEFAULTS value; annealed capacity rises over
-    100k steps with γ = 1000, as in the study."""
+    """objective.kind = `method` with its METHOD_DEFAULTS value (β = 1 for the kinds that do not
+    read β); annealed capacity rises with γ = 1000 over 100k steps as in the study, or over the
+    whole run when it is shorter."""
     config.objective.kind = method
+    if method not in ("beta_vae", "beta_tcvae"):
+        config.objective.beta = 1.0
     for key, value in METHOD_DEFAULTS[method].items():
         section, name = key.split(".")
         config[section][name] = value
     if method == "annealed":
-        config.objective.update(capacity_steps=100_000, capacity_gamma=1000.0)
+        capacity_steps = min(100_000, config.train.num_steps)
+        config.objective.update(capacity_steps=capacity_steps, capacity_gamma=1000.0)
     return config
 
 
@@ -137,6 +141,7 @@ def apply_study(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         posterior="diag",
     )
     config.eval.factor_score_points = None  # the study's 10,000 BetaVAE / FactorVAE points
+    config.train.ema_decay = 0.0  # the study scored its raw parameters, not an average
     config.train.update(
         batch_size=64,
         num_steps=300_000,

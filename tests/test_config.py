@@ -167,6 +167,15 @@ BAD_VALUES = [
 ]
 
 
+@pytest.mark.parametrize("kind", ["annealed", "factor_vae", "dip_vae_i", "dip_vae_ii"])
+def test_a_beta_that_the_objective_would_ignore_is_refused(kind):
+    config = shapes.get_config(f"tiny,{kind}")
+    validate(config)  # the method's variant leaves β at 1
+    config.objective.beta = 4.0
+    with pytest.raises(ConfigError, match=rf"objective.beta=4.0 .*'{kind}' does not read β"):
+        validate(config)
+
+
 @pytest.mark.parametrize("key, value", BAD_VALUES, ids=[f"{k}={v!r}" for k, v in BAD_VALUES])
 def test_bad_value_fails_naming_the_key_and_value(key, value):
     config = set_key(shapes.get_config("tiny"), key, value)

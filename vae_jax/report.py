@@ -50,6 +50,7 @@ METRICS = {
     "dip_diagonal": Metric("DIP diag", "", ".3f"),
     "discriminator_loss": Metric("disc. loss", "", ".3f"),
     "discriminator_accuracy": Metric("disc. acc", "", ".3f"),
+    "discriminator_grad_norm": Metric("disc. grad norm", "", ".2f"),
     "grad_norm": Metric("grad norm", "", ".2f"),
     "skipped_steps": Metric("skipped", "lower", ".0f"),
     "images_per_s": Metric("img/s", "higher", ".0f"),

@@ -140,8 +140,8 @@ def discriminator_update(
     state: DiscriminatorState, z: jax.Array, key: jax.Array
 ) -> tuple[DiscriminatorState, dict[str, jax.Array]]:
     """One Adam step of FactorVAE's discriminator on codes z [B, k] (held fixed) against their
-    dimension-wise permutation; returns the new state and its loss and accuracy (before the
-    step)."""
+    dimension-wise permutation; returns the new state and its loss, accuracy and gradient norm
+    (before the step)."""
     z = jax.lax.stop_gradient(z)
     permuted = O.permute_dims(key, z)
 
@@ -152,7 +152,12 @@ def discriminator_update(
     (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optim.discriminator_optimizer().update(grads, state.opt_state)
     new_state = DiscriminatorState(optax.apply_updates(state.params, updates), opt_state)
-    return new_state, {"discriminator_loss": loss, "discriminator_accuracy": accuracy}
+    metrics = {
+        "discriminator_loss": loss,
+        "discriminator_accuracy": accuracy,
+        "discriminator_grad_norm": optax.tree.norm(grads),
+    }
+    return new_state, metrics
 
 
 def make_train_step(
@@ -209,7 +214,11 @@ def make_train_step(
             discriminator, discriminator_metrics = discriminator_update(
                 state.discriminator, z, permute_key
             )
-            apply = apply & jnp.isfinite(discriminator_metrics["discriminator_loss"])
+            apply = (
+                apply
+                & jnp.isfinite(discriminator_metrics["discriminator_loss"])
+                & jnp.isfinite(discriminator_metrics["discriminator_grad_norm"])
+            )
             new_state = new_state.replace(discriminator=discriminator)
             metrics.update(discriminator_metrics)
 

@@ -115,6 +115,13 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
         "objective.kind='annealed' needs a capacity in nats (e.g. 25.0), and only it reads one "
         f"(objective.kind={objective.kind!r})",
     )
+    _require(
+        objective.kind in ("beta_vae", "beta_tcvae") or objective.beta == 1.0,
+        "objective.beta",
+        objective.beta,
+        f"objective.kind={objective.kind!r} does not read β: leave it at 1 (β weighs the KL of "
+        "beta_vae and the TC of beta_tcvae)",
+    )
     needs_diag = ("beta_tcvae", "dip_vae_i", "dip_vae_ii")
     _require(
         objective.kind not in needs_diag or config.model.posterior == "diag",
