@@ -1,7 +1,9 @@
-"""conv_transpose_2x and Upsample2x against autodiff of lax.conv_transpose.
+"""conv_transpose_2x / Upsample2x against autodiff of lax.conv_transpose, and strided_conv_2x /
+Downsample2x against autodiff of lax's strided conv and nn.Conv.
 
-Reference throughout: `lax.conv_transpose(x, K, (2, 2), "SAME", transpose_kernel=True)`, which
-the first test also checks against the definition, the VJP in u of the strided conv s(u, K).
+Reference for the transposed conv: `lax.conv_transpose(x, K, (2, 2), "SAME",
+transpose_kernel=True)`, which the first test also checks against the definition, the VJP in u
+of the strided conv s(u, K) under lax's own autodiff.
 """
 
 import re
@@ -10,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 from jax import lax
 
 from vae_jax.models import layers
@@ -24,11 +27,16 @@ def reference(x, kernel):
     )
 
 
+def lax_strided_conv(u, kernel):
+    """s(u, K), the stride-2 SAME conv, differentiated by lax: u [B, H, W, C], K HWIO."""
+    return lax.conv_general_dilated(u, kernel, (2, 2), "SAME", dimension_numbers=DIMENSION_NUMBERS)
+
+
 def adjoint_of_strided_conv(x, kernel):
     """sᵀ x: the VJP in u of the strided conv s(u, K), at cotangent x."""
     batch, height, width, _ = x.shape
     u = jnp.zeros((batch, 2 * height, 2 * width, kernel.shape[2]), x.dtype)
-    _, vjp = jax.vjp(lambda u: layers.strided_conv_2x(u, kernel), u)
+    _, vjp = jax.vjp(lambda u: lax_strided_conv(u, kernel), u)
     return vjp(x)[0]
 
 
@@ -156,3 +164,54 @@ def test_upsample2x_init_keeps_unit_variance_away_from_the_border():
     y, _ = jax.jit(module.init_with_output)(jax.random.key(2), x)
     variance = float(jnp.var(y[:, 2:-2, 2:-2]))
     assert abs(variance - 1.0) < 0.15, f"output variance {variance:.3f}, expected about 1"
+
+
+STRIDED_SHAPES = [  # (H, W, kernel [kh, kw]) of the strided conv's input
+    (8, 8, (4, 4)),
+    (7, 7, (4, 4)),  # 7 -> 4, image_size 28's odd stage
+    (1, 1, (4, 4)),
+    (5, 6, (3, 3)),
+    (6, 5, (5, 5)),
+    (5, 3, (2, 3)),
+]
+
+
+@pytest.mark.parametrize("height,width,kernel_shape", STRIDED_SHAPES)
+def test_strided_conv_and_its_gradients_equal_lax(height, width, kernel_shape):
+    u, kernel = random_inputs(8, 2, height, width, 3, 5, kernel_shape)
+    kernel = jnp.swapaxes(kernel, 2, 3)  # HWIO: 3 -> 5 channels
+    out_shape = (2, -(-height // 2), -(-width // 2), 5)
+    weights = jnp.asarray(np.random.default_rng(9).normal(size=out_shape))
+
+    def loss(op):
+        return lambda u, kernel: jnp.sum(weights * jnp.sin(op(u, kernel)))
+
+    got = jax.jit(layers.strided_conv_2x)(u, kernel)
+    assert_close(got, lax_strided_conv(u, kernel), 1e-6, "strided_conv_2x vs lax")
+    got = jax.jit(jax.grad(loss(layers.strided_conv_2x), argnums=(0, 1)))(u, kernel)
+    want = jax.jit(jax.grad(loss(lax_strided_conv), argnums=(0, 1)))(u, kernel)
+    assert_close(got[0], want[0], 1e-5, "d/du")
+    assert_close(got[1], want[1], 1e-5, "d/dkernel")
+
+
+def test_strided_conv_gradient_has_no_lhs_dilated_convolution():
+    u, kernel = random_inputs(10, 2, 8, 8, 5, 3, (4, 4))
+    kernel = jnp.swapaxes(kernel, 2, 3)  # HWIO: 5 -> 3 channels
+    grad = jax.grad(lambda u, k: jnp.sum(layers.strided_conv_2x(u, k) ** 2), argnums=(0, 1))
+    hlo = jax.jit(grad).lower(u, kernel).as_text()
+    dilations = re.findall(r"lhs_dilate = \[(\d+), (\d+)\]", hlo)
+    assert dilations, "no convolution found in the lowered gradient"
+    assert all(d == ("1", "1") for d in dilations), f"lhs dilations in the gradient: {dilations}"
+
+
+def test_downsample2x_is_nn_conv_with_the_same_parameters():
+    x = jnp.asarray(np.random.default_rng(11).normal(size=(2, 7, 6, 3)), jnp.float32)
+    conv = nn.Conv(8, (4, 4), strides=(2, 2), padding="SAME")
+    module = layers.Downsample2x(features=8)
+    params = jax.jit(module.init)(jax.random.key(0), x)["params"]
+    conv_params = jax.jit(conv.init)(jax.random.key(0), x)["params"]
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, conv_params)
+    assert_close(params["kernel"], conv_params["kernel"], 0.0, "same initialisation")
+    y = jax.jit(module.apply)({"params": params}, x)
+    assert y.shape == (2, 4, 3, 8)
+    assert_close(y, conv.apply({"params": params}, x), 1e-6, "Downsample2x vs nn.Conv")

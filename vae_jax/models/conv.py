@@ -1,5 +1,5 @@
 """Convolutional encoder and decoder: 4x4 stride-2 convs down to a dense bottleneck, and the
-mirrored stride-2 upsampling stages back (custom-gradient transposed convs, see layers.py)."""
+mirrored stride-2 upsampling stages back (both with custom gradients, see layers.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from flax import linen as nn
 from vae_jax import distributions as D
 from vae_jax import likelihoods as L
 from vae_jax.models.heads import GaussianHead, LikelihoodHead, outputs_per_channel
-from vae_jax.models.layers import Upsample2x, dense_relu, flatten_batch, restore_batch
+from vae_jax.models.layers import Downsample2x, Upsample2x, dense_relu, flatten_batch, restore_batch
 
 
 class ConvEncoder(nn.Module):
-    """Images [..., H, W, C] -> q(z|x): 4x4 stride-2 convs, dense layers, Gaussian head.
+    """Images [..., H, W, C] -> q(z|x): 4x4 stride-2 convs (Downsample2x), dense layers,
+    Gaussian head.
 
     Convs and dense layers compute in `dtype`; the Gaussian head always in float32."""
 
@@ -30,9 +31,9 @@ class ConvEncoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> D.Gaussian:
         h, lead = flatten_batch(x.astype(self.dtype), 3)
-        for features in self.channels:
-            conv = nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype)
-            h = nn.relu(conv(h))
+        for i, features in enumerate(self.channels):
+            # Named as nn.Conv's were, so that earlier checkpoints still restore.
+            h = nn.relu(Downsample2x(features, dtype=self.dtype, name=f"Conv_{i}")(h))
         h = dense_relu(h.reshape(h.shape[0], -1), self.hidden, self.dtype)
         posterior = GaussianHead(self.latent_dim, self.posterior)(h.astype(jnp.float32))
         return restore_batch(posterior, lead)

@@ -58,8 +58,8 @@ _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 _PHASE_DIMENSION_NUMBERS = ("NHWC", "HWOI", "NHWC")  # kernel [kh, kw, Cout, Cin] as Cin -> Cout
 
 
-def strided_conv_2x(u: jax.Array, kernel: jax.Array) -> jax.Array:
-    """s(u, K), the stride-2 SAME convolution: [B, H, W, Cin].
+def _strided_conv_lax(u: jax.Array, kernel: jax.Array) -> jax.Array:
+    """s(u, K), the stride-2 SAME convolution, with lax's autodiff: [B, H, W, Cin].
 
     u: [B, 2H, 2W, Cout]; kernel: [kh, kw, Cout, Cin] (HWIO, read as Cout -> Cin).
     """
@@ -115,13 +115,57 @@ def _conv_transpose_2x_fwd(x, kernel):
 
 def _conv_transpose_2x_bwd(residuals, g):
     x, kernel = residuals
-    dx = strided_conv_2x(g, kernel)
-    _, kernel_vjp = jax.vjp(lambda k: strided_conv_2x(g, k), kernel)
+    dx = _strided_conv_lax(g, kernel)
+    _, kernel_vjp = jax.vjp(lambda k: _strided_conv_lax(g, k), kernel)
     (dkernel,) = kernel_vjp(x)
     return dx, dkernel
 
 
 _conv_transpose_2x.defvjp(_conv_transpose_2x_fwd, _conv_transpose_2x_bwd)
+
+
+@jax.custom_vjp
+def _strided_conv_2x_even(u: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _strided_conv_lax(u, kernel)
+
+
+def _strided_conv_2x_even_fwd(u, kernel):
+    return _strided_conv_lax(u, kernel), (u, kernel)
+
+
+def _strided_conv_2x_even_bwd(residuals, g):
+    u, kernel = residuals
+    du = _conv_transpose_2x_phases(g, kernel)
+    _, kernel_vjp = jax.vjp(lambda k: _strided_conv_lax(u, k), kernel)
+    (dkernel,) = kernel_vjp(g)
+    return du, dkernel
+
+
+_strided_conv_2x_even.defvjp(_strided_conv_2x_even_fwd, _strided_conv_2x_even_bwd)
+
+
+def _even_padding(length: int, kernel_size: int) -> tuple[int, int]:
+    """The zero padding that makes an odd `length` even without changing s's output: SAME
+    pads an odd input by (k - 1) // 2 below and an even one by (k - 2) // 2, so the extra
+    zero goes above for even k and below for odd k."""
+    if length % 2 == 0:
+        return (0, 0)
+    return (0, 1) if kernel_size % 2 == 0 else (1, 0)
+
+
+def strided_conv_2x(u: jax.Array, kernel: jax.Array) -> jax.Array:
+    """s(u, K), the stride-2 SAME convolution: [B, ceil(H / 2), ceil(W / 2), Cin].
+
+    u: [B, H, W, Cout], any H, W >= 1; kernel: [kh, kw, Cout, Cin] (HWIO, read as Cout -> Cin),
+    the layout of `nn.Conv`. Equals `lax.conv_general_dilated(u, K, (2, 2), "SAME")`; its input
+    gradient is t(g, K), the phase-split transposed conv above, since lax's own (an
+    lhs-dilated conv) is up to 17x slower on XLA:CPU on small maps (benchmarks/layers.py).
+    Odd H or W are padded with one zero where SAME would put it, so the split stays exact.
+    """
+    padding = [(0, 0)] + [
+        _even_padding(u.shape[axis], kernel.shape[axis - 1]) for axis in (1, 2)
+    ] + [(0, 0)]
+    return _strided_conv_2x_even(jnp.pad(u, padding), kernel)
 
 
 def conv_transpose_2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -168,6 +212,33 @@ def _transposed_lecun_normal(stride: int = 2) -> nn.initializers.Initializer:
     return nn.initializers.variance_scaling(
         float(stride * stride), "fan_in", "truncated_normal", in_axis=-1, out_axis=-2
     )
+
+
+class Downsample2x(nn.Module):
+    """Learned 2x downsampling: strided_conv_2x plus bias. x [B, H, W, C] ->
+    [B, ceil(H / 2), ceil(W / 2), features].
+
+    `nn.Conv(features, (k, k), strides=(2, 2), padding="SAME")` with the same parameters
+    (names, shapes, initialisation), whose input gradient avoids XLA:CPU's slow path (see
+    strided_conv_2x). `dtype` is the computation dtype (None: the input's dtype).
+    """
+
+    features: int
+    kernel_size: int = 4
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
+            jnp.float32,
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        dtype = x.dtype if self.dtype is None else self.dtype
+        y = strided_conv_2x(x.astype(dtype), kernel.astype(dtype))
+        return y + bias.astype(dtype)
 
 
 class Upsample2x(nn.Module):
