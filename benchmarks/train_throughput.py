@@ -68,7 +68,9 @@ def main(argv):
     key = jax.random.key(config.seed)
     start = time.perf_counter()
     state = jax.block_until_ready(
-        train.create_train_state(model, optimizer, image_shape, key, mesh)
+        train.create_train_state(
+            model, optimizer, image_shape, key, mesh, config.objective.kind
+        )
     )
     init_seconds = time.perf_counter() - start
 
