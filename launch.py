@@ -5,6 +5,7 @@ python launch.py --config=experiments/celeba.py --workdir=runs/celeba
 python launch.py --config=experiments/shapes.py --config.model.latent_dim=4
 python launch.py --config=experiments/shapes.py --sweep   # every point of get_sweep()
 python launch.py --config=experiments/shapes.py --sweep --sweep_index=7   # one point
+python launch.py --config=experiments/shapes.py:beta_vae --sweep --vectorize   # as one program
 python launch.py --config=experiments/shapes.py --sweep_list              # points and progress
 python launch.py --mode=analyze --workdir=runs/shapes                     # eval.json, figures
 python launch.py --mode=summarize --workdir=runs/shapes_sweep             # results.md, plot
@@ -56,6 +57,13 @@ flags.DEFINE_integer(
     "sweep_index",
     None,
     "With --sweep: train only this point (default: $SLURM_ARRAY_TASK_ID when set).",
+)
+flags.DEFINE_bool(
+    "vectorize",
+    False,
+    "With --sweep: train the points that differ only in scalar settings (seed, learning rate, "
+    "β, C, γ, λ: train.VECTORIZED_KEYS) as one vmapped program; each still writes its own "
+    "workdir.",
 )
 flags.DEFINE_bool("sweep_list", False, "Print the sweep's points with their indices and exit.")
 flags.DEFINE_bool(
@@ -221,9 +229,9 @@ def run_mode() -> None:
     workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(for_sweep)
     if FLAGS.sweep_index is not None and not FLAGS.sweep:
         raise app.UsageError("--sweep_index needs --sweep")
-    train_fn = functools.partial(
-        train.train_and_evaluate, allow_config_change=FLAGS.allow_config_change
-    )
+    if FLAGS.vectorize and not FLAGS.sweep:
+        raise app.UsageError("--vectorize needs --sweep")
+    allow_change = FLAGS.allow_config_change
 
     if FLAGS.mode == "analyze":
         analyze(workdir)
@@ -241,9 +249,10 @@ def run_mode() -> None:
     elif FLAGS.sweep:
         points = sweep.load_sweep(config_spec())
         index = sweep.resolve_index(FLAGS.sweep_index, len(points))
-        sweep.run_sweep(FLAGS.config, points, workdir, index=index, train_fn=train_fn)
+        train_fn = functools.partial(train.train_points, allow_config_change=allow_change)
+        sweep.run_sweep(FLAGS.config, points, workdir, index, train_fn, vectorize=FLAGS.vectorize)
     elif FLAGS.mode == "train":
-        train_fn(FLAGS.config, workdir)
+        train.train_and_evaluate(FLAGS.config, workdir, allow_config_change=allow_change)
         logging.info(
             "Done. Checkpoints: %s | metrics: %s and TensorBoard events (tensorboard --logdir %s)"
             " | figures: %s",

@@ -74,15 +74,19 @@ def main(argv):
     )
     init_seconds = time.perf_counter() - start
 
-    inputs = parallel.prefetch_to_mesh(batches, mesh)
+    # One run is a group of one point: state, batch, key and weights get a points axis.
+    weights = train.point_weights(config, config.train.learning_rate)
+    state, key, weights = train.stack_points([(state, key, weights)])
+    inputs = parallel.prefetch_to_mesh(({"image": b["image"][None]} for b in batches), mesh)
     batch = next(inputs)
     start = time.perf_counter()
-    step = train.make_train_step(model, optimizer, config, mesh).lower(state, batch, key).compile()
+    step = train.make_train_step(model, optimizer, config, mesh)
+    step = step.lower(state, batch, key, weights).compile()
     compile_seconds = time.perf_counter() - start
     flops_per_step = step.cost_analysis().get("flops", float("nan"))  # XLA's count for the step
 
     for _ in range(FLAGS.warmup):
-        state, metrics = step(state, batch, key)
+        state, metrics = step(state, batch, key, weights)
     jax.block_until_ready(metrics)
     seconds_per_step = []
     for _ in range(FLAGS.repeats):  # as in training: dispatch runs ahead, one wait per group
@@ -90,7 +94,7 @@ def main(argv):
         for _ in range(FLAGS.steps):
             if FLAGS.input == "pipeline":
                 batch = next(inputs)
-            state, metrics = step(state, batch, key)
+            state, metrics = step(state, batch, key, weights)
         jax.block_until_ready(metrics)
         seconds_per_step.append((time.perf_counter() - start) / FLAGS.steps)
     seconds = statistics.median(seconds_per_step)
@@ -111,7 +115,7 @@ def main(argv):
                 "images_per_s": round(config.train.batch_size / seconds, 1),
                 "mflop_per_image": round(flops_per_step / config.train.batch_size / 1e6, 1),
                 "gflop_per_s": round(flops_per_step / seconds / 1e9, 1),
-                "final_loss": round(float(metrics["loss"]), 2),
+                "final_loss": round(float(metrics["loss"][0]), 2),
                 "timed_steps": FLAGS.steps * FLAGS.repeats,
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             }

@@ -121,7 +121,7 @@ def test_invalid_point_fails_before_anything_trains_naming_point_and_key(tmp_pat
     with pytest.raises(
         SweepError, match=re.escape("sweep point 2 (seed=2,") + ".*" + re.escape(message)
     ):
-        sweep.run_sweep(tiny_config(), points, tmp_path, train_fn=lambda c, w: trained.append(w))
+        sweep.run_sweep(tiny_config(), points, tmp_path, train_fn=lambda c, w: trained.extend(w))
     assert trained == []
 
 
@@ -145,11 +145,12 @@ def test_sweep_index_comes_from_the_flag_then_slurm_and_must_be_in_range():
 def fake_train_in_halves(calls, fail_first=False):
     """A train_fn that writes config.json and advances the checkpoint by half of num_steps."""
 
-    def train_fn(config, workdir):
-        calls.append(workdir.name)
-        config_lib.write_config(workdir, config)
-        step = (checkpoints.latest_step(workdir) or 0) + config.train.num_steps // 2
-        (workdir / "checkpoints" / str(step)).mkdir(parents=True)
+    def train_fn(configs, workdirs):
+        calls.append([workdir.name for workdir in workdirs])
+        for config, workdir in zip(configs, workdirs):
+            config_lib.write_config(workdir, config)
+            step = (checkpoints.latest_step(workdir) or 0) + config.train.num_steps // 2
+            (workdir / "checkpoints" / str(step)).mkdir(parents=True)
         if fail_first and len(calls) == 1:  # preempted half way: the sweep must stop too
             raise preemption.StoppedBySignal("stopped by SIGTERM")
 
@@ -162,7 +163,7 @@ def test_interrupted_point_resumes_and_its_wall_time_accumulates(tmp_path):
     points = [{"seed": 0}, {"seed": 1}]
     with pytest.raises(preemption.StoppedBySignal):
         sweep.run_sweep(tiny_config(), points, tmp_path, train_fn=train_fn)
-    assert calls == ["seed=0"]
+    assert calls == [["seed=0"]]
     record = json.loads((tmp_path / "seed=0" / sweep.POINT_FILE).read_text())
     assert record["overrides"] == {"seed": 0} and record["wall_time_s"] > 0
     first_time = record["wall_time_s"]
@@ -170,14 +171,46 @@ def test_interrupted_point_resumes_and_its_wall_time_accumulates(tmp_path):
     sweep.run_sweep(tiny_config(), points, tmp_path, train_fn=train_fn)  # seed=0 at 10 of 20
     sweep.run_sweep(tiny_config(), points, tmp_path, train_fn=train_fn)
     outcomes = sweep.run_sweep(tiny_config(), points, tmp_path, train_fn=train_fn)
-    assert calls == ["seed=0", "seed=0", "seed=1", "seed=1"]
+    assert calls == [["seed=0"], ["seed=0"], ["seed=1"], ["seed=1"]]
     assert [o.trained for o in outcomes] == [False, False]
     record = json.loads((tmp_path / "seed=0" / sweep.POINT_FILE).read_text())
     assert record["wall_time_s"] > first_time
 
     # More steps on the command line: every point is unfinished again and resumes.
     sweep.run_sweep(tiny_config(num_steps=30), points, tmp_path, train_fn=train_fn)
-    assert calls[4:] == ["seed=0", "seed=1"]
+    assert calls[4:] == [["seed=0"], ["seed=1"]]
+
+
+def test_vectorize_groups_the_points_that_differ_only_in_scalar_settings(tmp_path):
+    calls = []
+    points = [
+        {"objective.beta": b, "model.latent_dim": d, "seed": s}
+        for d in (2, 3)
+        for b in (1.0, 4.0)
+        for s in (0, 1)
+    ]
+    config = tiny_config()
+    outcomes = sweep.run_sweep(
+        config, points, tmp_path, train_fn=fake_train_in_halves(calls), vectorize=True
+    )
+    assert (
+        calls
+        == [
+            [sweep.point_name(p) for p in points[:4]],  # latent_dim=2: β and seed vary
+            [sweep.point_name(p) for p in points[4:]],
+        ]
+    )
+    assert [o.index for o in outcomes] == list(range(8))
+    record = json.loads((tmp_path / sweep.point_name(points[5]) / sweep.POINT_FILE).read_text())
+    assert record["group_size"] == 4 and record["wall_time_s"] > 0
+    # A point already past the others is finished and left out of its group.
+    sweep.run_sweep(config, points, tmp_path, index=0, train_fn=fake_train_in_halves(calls))
+    sweep.run_sweep(config, points, tmp_path, train_fn=fake_train_in_halves(calls), vectorize=True)
+    assert calls[2:] == [
+        [sweep.point_name(points[0])],
+        [sweep.point_name(p) for p in points[1:4]],
+        [sweep.point_name(p) for p in points[4:]],
+    ]
 
 
 @pytest.mark.slow

@@ -217,10 +217,11 @@ def one_step(config, images: np.ndarray):
     )
     before = params_of(state)
     step = train.make_train_step(model, optimizer, config, mesh)
-    state, metrics = step(
-        state, parallel.put_process_batch({"image": images}, mesh), jax.random.key(1)
-    )
-    return before, state, jax.device_get(metrics)
+    weights = train.point_weights(config, config.train.learning_rate)
+    states, keys, weights = train.stack_points([(state, jax.random.key(1), weights)])
+    batch = parallel.put_process_batch({"image": images[None]}, mesh)  # one point
+    state, metrics = step(states, batch, keys, weights)
+    return before, train.point_of(state, 0), jax.device_get(train.point_of(metrics, 0))
 
 
 @pytest.mark.slow

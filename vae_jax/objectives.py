@@ -18,6 +18,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from vae_jax import distributions as D
@@ -85,12 +86,50 @@ def free_bits_rate(rate_per_dim: jax.Array, free_bits: float) -> jax.Array:
     return jnp.sum(jnp.maximum(free_bits, jnp.mean(rate_per_dim, axis=0)))
 
 
+@struct.dataclass
+class ObjectiveWeights:
+    """The `objective` config section as the jitted train step reads it: the weights are arrays
+    (so that the points of a vectorised sweep can differ in them, vae_jax/train.py), what
+    selects code paths is static. `loss` takes it or the config section itself."""
+
+    beta: jax.Array
+    capacity: jax.Array | None
+    capacity_gamma: jax.Array
+    factor_vae_gamma: jax.Array
+    dip_lambda_od: jax.Array
+    dip_lambda_d: jax.Array
+    kind: str = struct.field(pytree_node=False)
+    kl_warmup_steps: int = struct.field(pytree_node=False)
+    free_bits: float = struct.field(pytree_node=False)
+    capacity_steps: int = struct.field(pytree_node=False)
+
+
+def objective_weights(config) -> ObjectiveWeights:
+    """ObjectiveWeights of the `objective` config section, the weights as float32 scalars."""
+
+    def weight(value):
+        return None if value is None else np.float32(value)
+
+    return ObjectiveWeights(
+        beta=weight(config.beta),
+        capacity=weight(config.capacity),
+        capacity_gamma=weight(config.capacity_gamma),
+        factor_vae_gamma=weight(config.factor_vae_gamma),
+        dip_lambda_od=weight(config.dip_lambda_od),
+        dip_lambda_d=weight(config.dip_lambda_d),
+        kind=config.kind,
+        kl_warmup_steps=config.kl_warmup_steps,
+        free_bits=config.free_bits,
+        capacity_steps=config.capacity_steps,
+    )
+
+
 def loss(
     terms: ElboTerms, config, step: jax.Array, regularizers: dict[str, jax.Array]
 ) -> jax.Array:
     """Scalar training loss of objective.kind (see the module docstring) from per-example terms
     and the batch regularisers of that kind (`regularizers`: see regularizer_penalty); `config`
-    is the `objective` config section.
+    is the `objective` config section or its ObjectiveWeights.
 
     The rate term is E[rate], or Σᵢ max(free_bits, E[rateᵢ]) with free bits, weighted by
     w(step) = min(1, step / kl_warmup_steps), times β for beta_vae.

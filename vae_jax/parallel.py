@@ -37,6 +37,12 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def points_batch_sharded(mesh: Mesh) -> NamedSharding:
+    """Training batches [P, B, ...] of P sweep points: axis 1 (the batch) split over the
+    devices."""
+    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+
 def check_divisible(key: str, batch_size: int, mesh: Mesh) -> None:
     """Raises ConfigError naming `key` unless batch_size splits evenly over the mesh's devices."""
     if batch_size % mesh.size:
@@ -48,10 +54,11 @@ def check_divisible(key: str, batch_size: int, mesh: Mesh) -> None:
 
 
 def put_process_batch(batch: Batch, mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's rows [B / process_count, ...] -> global arrays [B, ...] split over the mesh.
+    """This process's rows of the training batches of P points [P, B / process_count, ...] ->
+    global arrays [P, B, ...] split over the mesh along B.
 
     Starts the host-to-device copies and returns without waiting for them."""
-    sharding = batch_sharded(mesh)
+    sharding = points_batch_sharded(mesh)
     return {
         name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
         for name, value in batch.items()

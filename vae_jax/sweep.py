@@ -10,7 +10,8 @@ one resumes. Listing and skipping only read files: nothing compiles.
 Files a sweep adds to the workdirs of train.py:
 
     <workdir>/sweep.json               every point's index, name and overrides
-    <workdir>/<point>/sweep_point.json name, index, overrides, wall_time_s (summed over resumes)
+    <workdir>/<point>/sweep_point.json name, index, overrides, wall_time_s (summed over resumes;
+                                       a vectorised point's share of its group's), group_size
 """
 
 from __future__ import annotations
@@ -187,27 +188,32 @@ def run_sweep(
     points: Sequence[Overrides],
     workdir: str | Path,
     index: int | None = None,
-    train_fn: Callable[[ml_collections.ConfigDict, Path], Any] | None = None,
+    train_fn: Callable[[list[ml_collections.ConfigDict], list[Path]], Any] | None = None,
+    vectorize: bool = False,
 ) -> list[PointOutcome]:
-    """Trains every point (or only point `index`) one after another in <workdir>/<point name>.
+    """Trains every point (or only point `index`) in <workdir>/<point name>: one after another,
+    or with `vectorize` as vectorised groups, each group the points whose configs differ only in
+    train.VECTORIZED_KEYS (e.g. β and seed at one latent size), one group after another.
 
     Every point is validated before the first trains. Finished points are skipped, unfinished
-    ones resume from their latest checkpoint. Each point's training wall time is added to its
-    sweep_point.json, also when training fails or is interrupted.
+    ones resume from their latest checkpoint. Each point's sweep_point.json gets its share of
+    its group's training wall time (the group's time over its size, `group_size`), also when
+    training fails or is interrupted.
 
     Args:
       config: the base config (the command line's, overrides included); not modified.
       points: override dicts, as from `load_sweep`.
       workdir: the sweep directory.
       index: run only this point.
-      train_fn: train_fn(config, workdir); default `vae_jax.train.train_and_evaluate`.
+      train_fn: train_fn(configs, workdirs) trains a group; default
+        `vae_jax.train.train_points`.
+      vectorize: train groups of points as one program.
     Returns:
-      One outcome per point run or skipped, in order.
+      One outcome per point run or skipped, in index order.
     """
-    if train_fn is None:
-        from vae_jax import train  # the sweep bookkeeping itself needs no training code
+    from vae_jax import train  # the sweep bookkeeping itself needs no training code
 
-        train_fn = train.train_and_evaluate
+    train_fn = train_fn or train.train_points
     configs = validate_points(config, points)
     names = [point_name(point) for point in points]
     workdir = Path(workdir)
@@ -221,34 +227,27 @@ def run_sweep(
     selected = range(len(points)) if index is None else [check_index(index, len(points))]
 
     outcomes = []
+    groups: dict[str, list[int]] = {}
     for i in selected:
         point_dir = workdir / names[i]
-        num_steps = configs[i].train.num_steps
-        if checkpoints.is_finished(point_dir, num_steps):
+        if checkpoints.is_finished(point_dir, configs[i].train.num_steps):
             logging.info("Sweep point %d (of %d) %s: finished, skipping.", i, len(points), names[i])
             outcomes.append(PointOutcome(i, names[i], point_dir, trained=False))
             continue
-        logging.info(
-            "Sweep point %d (of %d) %s: training in %s (%s)",
-            i,
-            len(points),
-            names[i],
-            point_dir,
-            _progress(point_dir, num_steps),
-        )
-        record_path = point_dir / POINT_FILE
-        previous = (files.read_json(record_path) or {}).get("wall_time_s", 0.0)
-        record = dict(name=names[i], index=i, overrides=points[i], wall_time_s=previous)
-        if chief:
-            files.write_json(record_path, record)
-        start = time.perf_counter()
-        try:
-            train_fn(configs[i], point_dir)
-        finally:
-            if chief:
-                record["wall_time_s"] = previous + time.perf_counter() - start
-                files.write_json(record_path, record)
-        outcomes.append(PointOutcome(i, names[i], point_dir, trained=True))
+        groups.setdefault(train.group_key(configs[i]) if vectorize else str(i), []).append(i)
+    for group in groups.values():
+        for i in group:
+            logging.info(
+                "Sweep point %d (of %d) %s: training in %s (%s)%s",
+                i,
+                len(points),
+                names[i],
+                workdir / names[i],
+                _progress(workdir / names[i], configs[i].train.num_steps),
+                f", vectorised with {len(group) - 1} other(s)" if len(group) > 1 else "",
+            )
+        _train_group(train_fn, [configs[i] for i in group], workdir, group, names, points, chief)
+        outcomes += [PointOutcome(i, names[i], workdir / names[i], trained=True) for i in group]
     trained = sum(o.trained for o in outcomes)
     logging.info(
         "Sweep in %s: %d point(s) trained, %d already finished. Summary: "
@@ -258,4 +257,35 @@ def run_sweep(
         len(outcomes) - trained,
         workdir,
     )
-    return outcomes
+    return sorted(outcomes, key=lambda outcome: outcome.index)
+
+
+def _train_group(
+    train_fn: Callable,
+    configs: list[ml_collections.ConfigDict],
+    workdir: Path,
+    indices: list[int],
+    names: list[str],
+    points: Sequence[Overrides],
+    chief: bool,
+) -> None:
+    """Trains the points `indices` with train_fn, adding each one's share of the wall time to
+    its sweep_point.json."""
+    records = {}
+    for i in indices:
+        path = workdir / names[i] / POINT_FILE
+        previous = (files.read_json(path) or {}).get("wall_time_s", 0.0)
+        records[i] = dict(
+            name=names[i], index=i, overrides=points[i], wall_time_s=previous, group_size=1
+        )
+        if chief:
+            files.write_json(path, records[i])
+    start = time.perf_counter()
+    try:
+        train_fn(configs, [workdir / names[i] for i in indices])
+    finally:
+        if chief:
+            share = (time.perf_counter() - start) / len(indices)
+            for i, record in records.items():
+                record.update(wall_time_s=record["wall_time_s"] + share, group_size=len(indices))
+                files.write_json(workdir / names[i] / POINT_FILE, record)

@@ -13,8 +13,10 @@ save a checkpoint and return normally; a damaged latest checkpoint falls back to
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import jax
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from absl import logging
 from flax import struct
 
@@ -160,27 +163,82 @@ def discriminator_update(
     return new_state, metrics
 
 
+# The config keys in which the points of one vectorised group (train_points) may differ: scalars
+# that the jitted step takes as arrays with a leading points axis. Points that differ in any
+# other key (a shape, a code path, the data) train in separate groups.
+VECTORIZED_KEYS = (
+    "seed",
+    "train.learning_rate",
+    "objective.beta",
+    "objective.capacity",
+    "objective.capacity_gamma",
+    "objective.factor_vae_gamma",
+    "objective.dip_lambda_od",
+    "objective.dip_lambda_d",
+)
+
+
+@struct.dataclass
+class PointWeights:
+    """One point's scalar settings as the train step reads them: its objective's weights and
+    update_scale, its learning rate over the rate the group's optimizer was built with (Adam's
+    update is proportional to the rate, so this is the point's own schedule)."""
+
+    objective: O.ObjectiveWeights
+    update_scale: jax.Array
+
+
+def point_weights(config: ml_collections.ConfigDict, group_learning_rate: float) -> PointWeights:
+    """PointWeights of `config` in a group whose optimizer has train.learning_rate
+    `group_learning_rate` (update_scale is exactly 1 for the point it was built from)."""
+    return PointWeights(
+        objective=O.objective_weights(config.objective),
+        update_scale=np.float32(config.train.learning_rate / group_learning_rate),
+    )
+
+
+def group_key(config: ml_collections.ConfigDict) -> str:
+    """The config outside VECTORIZED_KEYS, as text: points with equal keys can train as one
+    vectorised group."""
+    flat = config_lib.flatten(config.to_dict())
+    return repr(sorted((key, value) for key, value in flat.items() if key not in VECTORIZED_KEYS))
+
+
+def stack_points(trees: list) -> object:
+    """Stacks pytrees of equal structure along a new leading points axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def point_of(tree, index: int):
+    """Point `index` of a pytree with a leading points axis."""
+    return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
 def make_train_step(
     model: VAE,
     optimizer: optax.GradientTransformation,
     config: ml_collections.ConfigDict,
     mesh: jax.sharding.Mesh,
 ) -> Callable:
-    """Returns step(state, batch, key) -> (state, metrics), jitted with the state donated, the
-    batch split over the mesh's "data" axis and state and metrics replicated.
+    """Returns step(state, batch, key, weights) -> (state, metrics) over a leading points axis
+    P: a TrainState, batch images [P, B, ...], keys [P] and PointWeights with leaves [P] give
+    P updated states and metrics [P]. One run is P = 1. Jitted with the state donated, the
+    batch split over the mesh's "data" axis (its axis 1) and state and metrics replicated.
+    `config` gives everything outside VECTORIZED_KEYS (the group's).
 
-    The step's randomness is fold_in(key, state.step), so a resumed run repeats a straight run.
+    A point's randomness is fold_in(key, state.step), so a resumed run repeats a straight run.
     An update is skipped (params and optimizer state kept, so the learning-rate schedule does
     not advance either; the step and with it the data and PRNG key do) when the loss or a
     gradient is not finite, or the gradient norm exceeds config.train.skip_grad_norm;
-    metrics["skipped"] is then 1. The EMA of the parameters moves only on applied updates.
+    metrics["skipped"] is then 1. Points skip apart. The EMA of the parameters moves only on
+    applied updates.
     """
     skip_grad_norm = config.train.skip_grad_norm
     decay = config.train.ema_decay
     regularizers = make_regularizers(config)
     factor_vae = config.objective.kind == "factor_vae"
 
-    def step(state: TrainState, batch: data.Batch, key: jax.Array):
+    def step(state: TrainState, batch: data.Batch, key: jax.Array, weights: PointWeights):
         x = batch["image"]
         step_key = jax.random.fold_in(key, state.step)
         discriminator_params = state.discriminator.params if factor_vae else None
@@ -189,7 +247,8 @@ def make_train_step(
             out = model.apply(params, x, step_key)
             terms = O.elbo_terms(out.posterior, model.prior, out.likelihood, x)
             values = regularizers(out, discriminator_params)
-            return O.loss(terms, config.objective, state.step, values), (terms, values, out.z)
+            loss = O.loss(terms, weights.objective, state.step, values)
+            return loss, (terms, values, out.z)
 
         (loss, (terms, values, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grad_norm = optax.tree.norm(grads)
@@ -197,6 +256,7 @@ def make_train_step(
         if skip_grad_norm is not None:
             apply = apply & (grad_norm <= skip_grad_norm)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        updates = jax.tree.map(lambda u: weights.update_scale * u, updates)
         params = optax.apply_updates(state.params, updates)
         d = ema_decay(state.step, decay)
         ema_params = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema_params, params)
@@ -227,10 +287,10 @@ def make_train_step(
         metrics["skipped"] = 1.0 - apply.astype(jnp.float32)
         return new_state.replace(step=state.step + 1), metrics
 
-    replicated, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    replicated, sharded = parallel.replicated(mesh), parallel.points_batch_sharded(mesh)
     return jax.jit(
-        step,
-        in_shardings=(replicated, sharded, replicated),
+        jax.vmap(step),
+        in_shardings=(replicated, sharded, replicated, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
@@ -253,17 +313,21 @@ def make_figure_fns(model: VAE) -> tuple[Callable, Callable]:
 
 def _interval_metrics(
     per_step: list[dict[str, jax.Array]],
-) -> tuple[dict[str, float], np.ndarray]:
-    """Means of each metric over the applied (not skipped) steps of a logging interval, whose
-    losses are finite, and the per-step skip flags [steps]; one device-to-host copy."""
+) -> list[tuple[dict[str, float], np.ndarray]]:
+    """For each point, from the steps' metrics [P] of a logging interval: the means of each
+    metric over its applied (not skipped) steps, whose losses are finite, and its per-step skip
+    flags [steps]; one device-to-host copy."""
     stacked = jax.device_get(jax.tree.map(lambda *values: jnp.stack(values), *per_step))
-    skipped = stacked.pop("skipped")
-    applied = skipped == 0
-    means = {
-        name: float(np.mean(values[applied])) if applied.any() else float("nan")
-        for name, values in stacked.items()
-    }
-    return means, skipped
+    skipped = stacked.pop("skipped")  # [steps, P]
+    results = []
+    for i in range(skipped.shape[1]):
+        applied = skipped[:, i] == 0
+        means = {
+            name: float(np.mean(values[applied, i])) if applied.any() else float("nan")
+            for name, values in stacked.items()
+        }
+        results.append((means, skipped[:, i]))
+    return results
 
 
 def is_time(step: int, every: int, num_steps: int) -> bool:
@@ -337,24 +401,66 @@ def train_and_evaluate(
     (workdir_lock.WorkdirLockedError). Returns the final train state. Raises StoppedBySignal after
     SIGTERM / SIGINT stopped the run with a checkpoint at the current step, and
     TrainingDivergedError after config.train.max_consecutive_skips skipped updates in a row."""
-    config_lib.validate(config)
-    workdir = Path(workdir)
-    with workdir_lock.hold(workdir):
-        return _train(config, workdir, allow_config_change)
+    return train_points([config], [workdir], allow_config_change)[0]
 
 
-def _train(
-    config: ml_collections.ConfigDict, workdir: Path, allow_config_change: bool
-) -> TrainState:
-    """train_and_evaluate with the workdir held."""
-    config = _resolve(config, workdir)
-    mesh = parallel.make_mesh()
-    parallel.check_divisible("train.batch_size", config.train.batch_size, mesh)
-    parallel.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
-    _check_workdir(workdir, config, allow_config_change)
-    image_shape = data.image_shape(config.dataset)
-    # Opening the data before anything compiles (or any directory is made): missing data fails
-    # in seconds, not minutes, and leaves nothing behind.
+def train_points(
+    configs: list[ml_collections.ConfigDict],
+    workdirs: list[str | Path],
+    allow_config_change: bool = False,
+) -> list[TrainState]:
+    """Trains P runs as one vectorised program: their configs may differ only in
+    VECTORIZED_KEYS (group_key equal), and each writes its own workdir exactly as
+    train_and_evaluate does. Points resumed at different steps train one step-group after
+    another. Returns each point's final train state.
+
+    A point whose updates are skipped train.max_consecutive_skips times in a row drops out (it
+    is still computed, but no longer logged, evaluated or saved) and the others go on;
+    TrainingDivergedError is raised at the end, naming every such point. SIGTERM / SIGINT save
+    every point at the current step and raise StoppedBySignal.
+    """
+    if len({group_key(config) for config in configs}) > 1:
+        raise ValueError(
+            f"train_points: the configs differ outside VECTORIZED_KEYS {VECTORIZED_KEYS}; "
+            "train them in separate calls (sweep.run_sweep groups them)"
+        )
+    for config in configs:
+        config_lib.validate(config)
+    workdirs = [Path(workdir) for workdir in workdirs]
+    with contextlib.ExitStack() as locks:
+        for workdir in workdirs:
+            locks.enter_context(workdir_lock.hold(workdir))
+        return _train_points(configs, workdirs, allow_config_change)
+
+
+@dataclasses.dataclass
+class _Point:
+    """One run of a group: its config and workdir, what it reads and writes, and its state
+    (unstacked) between step-groups."""
+
+    config: ml_collections.ConfigDict
+    workdir: Path
+    batches: Iterator[data.Batch]
+    eval_data: Iterable[data.Batch]
+    manager: ocp.CheckpointManager
+    state: TrainState | None = None
+    writer: MetricsWriter | None = None
+    best: dict | None = None
+    consecutive_skips: int = 0
+    diverged: str | None = None  # the reason it dropped out
+
+    @property
+    def keys(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(init, train, eval) keys from the point's seed."""
+        return tuple(jax.random.split(jax.random.key(self.config.seed), 3))
+
+
+def _open_point(
+    config: ml_collections.ConfigDict, workdir: Path, mesh: jax.sharding.Mesh, allow_change: bool
+) -> _Point:
+    """Checks `workdir` against `config` and opens the point's data and checkpoints, before
+    anything compiles (or any directory is made): missing data fails in seconds."""
+    _check_workdir(workdir, config, allow_change)
     batches = data.train_batches(config, start_step=checkpoints.latest_step(workdir) or 0)
     eval_data = data.eval_batches(config, "validation")
     manager = checkpoints.checkpoint_manager(
@@ -368,57 +474,132 @@ def _train(
             "(train.ema_decay) and cannot be resumed by this version; analyse them with "
             "load_run(..., ema=False), or train in a new --workdir"
         )
+    return _Point(config, workdir, batches, eval_data, manager)
 
+
+def _restore(point: _Point, fresh_state: TrainState) -> None:
+    """Sets point.state to its latest intact checkpoint, or `fresh_state`; damaged newer
+    checkpoints are set aside and the data restarts at the restored step."""
+    point.state = fresh_state
+    latest = point.manager.latest_step()
+    restored = checkpoints.restore_latest(point.manager, fresh_state)
+    if restored is None:
+        return
+    point.state, restored_step = restored
+    logging.info("Resumed from checkpoint at step %d in %s", restored_step, point.workdir)
+    if restored_step != latest:  # newer checkpoints are damaged: start from restored_step
+        if parallel.is_main_process():
+            damaged = [step for step in point.manager.all_steps() if step > restored_step]
+            checkpoints.set_aside(point.workdir, damaged)
+        parallel.wait_for_all_processes("set_aside")
+        point.manager.reload()
+        point.batches = data.train_batches(point.config, start_step=restored_step)
+
+
+def _train_points(
+    configs: list[ml_collections.ConfigDict], workdirs: list[Path], allow_config_change: bool
+) -> list[TrainState]:
+    """train_points with the workdirs held."""
+    configs = [_resolve(config, workdir) for config, workdir in zip(configs, workdirs)]
+    config = configs[0]  # everything outside VECTORIZED_KEYS
+    mesh = parallel.make_mesh()
+    parallel.check_divisible("train.batch_size", config.train.batch_size, mesh)
+    parallel.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
+    image_shape = data.image_shape(config.dataset)
+    points = [
+        _open_point(point_config, workdir, mesh, allow_config_change)
+        for point_config, workdir in zip(configs, workdirs)
+    ]
     model = make_model(config.model, image_shape, config.train.compute_dtype)
     optimizer = optim.make_optimizer(config.train)
-    init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
-    state = create_train_state(model, optimizer, image_shape, init_key, mesh, config.objective.kind)
-    restored = checkpoints.restore_latest(manager, state)
-    if restored is not None:
-        state, restored_step = restored
-        logging.info("Resumed from checkpoint at step %d in %s", restored_step, workdir)
-        if restored_step != latest:  # newer checkpoints are damaged: start from restored_step
-            if parallel.is_main_process():
-                damaged = [step for step in manager.all_steps() if step > restored_step]
-                checkpoints.set_aside(workdir, damaged)
-            parallel.wait_for_all_processes("set_aside")
-            manager.reload()
-            batches = data.train_batches(config, start_step=restored_step)
+    kind = config.objective.kind
+    try:
+        for point in points:
+            init_key = point.keys[0]
+            _restore(point, create_train_state(model, optimizer, image_shape, init_key, mesh, kind))
+        num_steps = config.train.num_steps
+        for point in points:
+            if int(point.state.step) >= num_steps:
+                logging.info(
+                    "Run in %s already finished (step %d of %d); nothing to do.",
+                    point.workdir,
+                    int(point.state.step),
+                    num_steps,
+                )
+        start_steps = sorted({int(p.state.step) for p in points if int(p.state.step) < num_steps})
+        train_step = make_train_step(model, optimizer, config, mesh) if start_steps else None
+        for start_step in start_steps:  # points resumed at different steps train apart
+            group = [point for point in points if int(point.state.step) == start_step]
+            _train_group(group, model, train_step, image_shape, mesh)
+    finally:
+        for point in points:
+            point.manager.close()
+            if point.writer is not None:
+                point.writer.close()
+    diverged = [point.diverged for point in points if point.diverged]
+    if diverged:
+        raise TrainingDivergedError("; ".join(diverged))
+    return [point.state for point in points]
+
+
+def _stacked_batches(points: list[_Point]) -> Iterator[data.Batch]:
+    """Each step's batches of the points stacked: images [P, B, ...]. Points with the same seed
+    share one input pipeline (their data are the same)."""
+    first_of_seed = {}
+    for i, point in enumerate(points):
+        first_of_seed.setdefault(point.config.seed, i)
+    sources = [first_of_seed[point.config.seed] for point in points]
+    while True:
+        images = {i: next(points[i].batches)["image"] for i in set(sources)}
+        yield {"image": np.stack([images[i] for i in sources])}
+
+
+def _train_group(
+    points: list[_Point],
+    model: VAE,
+    train_step: Callable,
+    image_shape: tuple[int, int, int],
+    mesh: jax.sharding.Mesh,
+) -> None:
+    """Trains `points`, all at the same step, to train.num_steps as one vectorised program,
+    leaving each one's final state in point.state."""
+    config = points[0].config
     num_steps = config.train.num_steps
-    if int(state.step) >= num_steps:
-        logging.info(
-            "Run in %s already finished (step %d of %d); nothing to do.",
-            workdir,
-            int(state.step),
-            num_steps,
-        )
-        manager.close()
-        return state
+    main_process = parallel.is_main_process()
+    for point in points:
+        if main_process and point.manager.latest_step() is None:
+            config_lib.write_config(point.workdir, point.config)
+        if main_process:  # records of steps after the checkpoint are about to be redone
+            drop_metrics_after(point.workdir, int(point.state.step))
+        point.writer = MetricsWriter(point.workdir) if main_process else None
+        point.best = checkpoints.read_best(point.workdir)
     logging.info(
-        "Data parallel over %d %s device(s) in %d process(es): %d examples per device per step",
+        "Data parallel over %d %s device(s) in %d process(es): %d examples per device per "
+        "step; %d run(s) in one program",
         mesh.size,
         mesh.devices.flat[0].platform,
         jax.process_count(),
         config.train.batch_size // mesh.size,
+        len(points),
     )
-    main_process = parallel.is_main_process()
-    if main_process and restored is None:
-        config_lib.write_config(workdir, config)
-    if main_process:  # records of steps after the checkpoint are about to be redone
-        drop_metrics_after(workdir, int(state.step))
-
-    train_step = make_train_step(model, optimizer, config, mesh)
+    learning_rate = config.train.learning_rate
+    weights = stack_points([point_weights(p.config, learning_rate) for p in points])
+    train_keys = jnp.stack([point.keys[1] for point in points])
+    state = stack_points([point.state for point in points])
+    for point in points:
+        point.state = None  # the stacked state is the live one
     elbo_fn = likelihood.make_elbo_fn(model, mesh)
     reconstruct, sample = make_figure_fns(model)
-    writer = MetricsWriter(workdir) if main_process else None
-    best = checkpoints.read_best(workdir)
 
-    def evaluate_and_draw(step: int) -> None:
+    def active() -> list[tuple[int, _Point]]:
+        return [(i, point) for i, point in enumerate(points) if point.diverged is None]
+
+    def evaluate_and_draw(i: int, point: _Point, step: int) -> None:
         # Every process computes (the arrays span all of them); process 0 writes.
-        nonlocal best
-        params = state.ema_params
+        params = point_of(state.ema_params, i)
+        eval_key = point.keys[2]
         values = likelihood.elbo_per_example(
-            elbo_fn, params, eval_data, eval_key, mesh, config.eval.batch_size
+            elbo_fn, params, point.eval_data, eval_key, mesh, config.eval.batch_size
         )
         metrics = {}
         for name in EVAL_METRICS:
@@ -426,10 +607,12 @@ def _train(
         if config.model.likelihood == "discretized_logistic":  # a likelihood of 8-bit data
             bits = O.bits_per_dim(-metrics["validation/elbo"], image_shape)
             metrics["validation/elbo_bits_per_dim"] = bits
-        if best is None or metrics["validation/elbo"] > best["validation/elbo"]:
-            checkpoints.save_best(workdir, step, state, metrics["validation/elbo"])
-            best = checkpoints.read_best(workdir)
-        inputs = next(iter(eval_data))["image"][: config.eval.num_figures]
+        if point.best is None or metrics["validation/elbo"] > point.best["validation/elbo"]:
+            checkpoints.save_best(
+                point.workdir, step, point_of(state, i), metrics["validation/elbo"]
+            )
+            point.best = checkpoints.read_best(point.workdir)
+        inputs = next(iter(point.eval_data))["image"][: config.eval.num_figures]
         grids = {
             "reconstructions": figures.reconstruction_grid(
                 inputs, np.asarray(reconstruct(params, inputs))
@@ -440,75 +623,92 @@ def _train(
         }
         if not main_process:
             return
-        writer.write_scalars(step, metrics)
+        point.writer.write_scalars(step, metrics)
         shown = {k: v for k, v in metrics.items() if not k.endswith(("_se", "_n"))}
-        logging.info("step %d | %s", step, _format_metrics(shown))
-        writer.write_images(step, grids)
+        logging.info("%sstep %d | %s", prefix(point), step, _format_metrics(shown))
+        point.writer.write_images(step, grids)
         for name, grid in grids.items():
-            figures.save_png(grid, workdir / "figures" / f"step_{step:07d}_{name}.png")
+            figures.save_png(grid, point.workdir / "figures" / f"step_{step:07d}_{name}.png")
 
-    def log_interval(step: int, means: dict[str, float], seconds: float, steps: int) -> None:
+    def prefix(point: _Point) -> str:
+        return "" if len(points) == 1 else f"{point.workdir.name} | "
+
+    def log_interval(point: _Point, step: int, means: dict, seconds: float, steps: int) -> None:
         means["images_per_s"] = steps * config.train.batch_size / seconds
         if not main_process:
             return
-        writer.write_scalars(step, means)
+        point.writer.write_scalars(step, means)
         eta = report.format_duration((num_steps - step) * seconds / steps)
-        logging.info("step %d/%d | %s | ETA %s", step, num_steps, _format_metrics(means), eta)
-
-    def diverged_message(consecutive_skips: int, step: int) -> str:
-        return (
-            f"the last {consecutive_skips} updates (up to step {step}) were skipped for a "
-            "non-finite loss or gradient (or one above train.skip_grad_norm), reaching "
-            f"train.max_consecutive_skips={config.train.max_consecutive_skips}. Skipped updates "
-            f"never reach the parameters, so the last checkpoint, step {manager.latest_step()} in "
-            f"{manager.directory}, is good: lower train.learning_rate or set "
-            "train.grad_clip_norm, and resume from it with --allow_config_change"
+        logging.info(
+            "%sstep %d/%d | %s | ETA %s",
+            prefix(point),
+            step,
+            num_steps,
+            _format_metrics(means),
+            eta,
         )
 
-    train_inputs = parallel.prefetch_to_mesh(({"image": b["image"]} for b in batches), mesh)
-    step = first_step = int(state.step)  # host copy: the loop waits on the device only to log
+    def check_divergence(point: _Point, step: int) -> None:
+        if point.consecutive_skips < config.train.max_consecutive_skips:
+            return
+        point.diverged = (
+            f"{point.workdir}: the last {point.consecutive_skips} updates (up to step {step}) "
+            "were skipped for a non-finite loss or gradient (or one above "
+            "train.skip_grad_norm), reaching train.max_consecutive_skips="
+            f"{config.train.max_consecutive_skips}. Skipped updates never reach the "
+            f"parameters, so the last checkpoint, step {point.manager.latest_step()} in "
+            f"{point.manager.directory}, is good: lower train.learning_rate or set "
+            "train.grad_clip_norm, and resume from it with --allow_config_change"
+        )
+        if len(points) > 1:
+            logging.error("Dropping a diverged run from the group: %s", point.diverged)
+
+    def save_all(step: int) -> None:
+        for i, point in active():
+            checkpoints.save(point.manager, step, point_of(state, i))
+
+    train_inputs = parallel.prefetch_to_mesh(_stacked_batches(points), mesh)
+    step = first_step = int(state.step[0])  # host copy: the loop waits on the device only to log
     last_saved = first_step
-    consecutive_skips = 0
     pending_metrics = []
     interval_start, interval_first_step = time.perf_counter(), step
-    try:
-        with preemption.stop_requests() as stop_requests:
-            while step < num_steps and not preemption.should_stop(step, stop_requests):
-                state, metrics = train_step(state, next(train_inputs), train_key)
-                step += 1
-                pending_metrics.append(metrics)
-                if is_time(step, config.train.log_every, num_steps):
-                    means, skipped = _interval_metrics(pending_metrics)
+    with preemption.stop_requests() as stop_requests:
+        while step < num_steps and active() and not preemption.should_stop(step, stop_requests):
+            state, metrics = train_step(state, next(train_inputs), train_keys, weights)
+            step += 1
+            pending_metrics.append(metrics)
+            if is_time(step, config.train.log_every, num_steps):
+                seconds = time.perf_counter() - interval_start
+                per_point = _interval_metrics(pending_metrics)
+                for i, point in active():
+                    means, skipped = per_point[i]
                     means["skipped_steps"] = int(skipped.sum())
-                    consecutive_skips = _consecutive_skips(consecutive_skips, skipped)
-                    seconds = time.perf_counter() - interval_start
-                    log_interval(step, means, seconds, step - interval_first_step)
-                    pending_metrics = []
-                    if consecutive_skips >= config.train.max_consecutive_skips:
-                        manager.wait_until_finished()
-                        raise TrainingDivergedError(diverged_message(consecutive_skips, step))
-                if is_time(step, config.train.eval_every, num_steps):
-                    evaluate_and_draw(step)
-                if is_time(step, config.train.checkpoint_every, num_steps):
-                    checkpoints.save(manager, step, state)
-                    last_saved = step
-                if step == first_step + 1:  # the first step compiles: time from its end
-                    jax.block_until_ready(metrics)
-                if not pending_metrics or step == first_step + 1:  # leave eval, saving, compiling
-                    interval_start, interval_first_step = time.perf_counter(), step
-            if stop_requests and last_saved != step:
-                checkpoints.save(manager, step, state)
-            manager.wait_until_finished()
-    finally:
-        manager.close()
-        if writer is not None:
-            writer.close()
+                    point.consecutive_skips = _consecutive_skips(point.consecutive_skips, skipped)
+                    log_interval(point, step, means, seconds, step - interval_first_step)
+                    check_divergence(point, step)
+                pending_metrics = []
+            if is_time(step, config.train.eval_every, num_steps):
+                for i, point in active():
+                    evaluate_and_draw(i, point, step)
+            if is_time(step, config.train.checkpoint_every, num_steps):
+                save_all(step)
+                last_saved = step
+            if step == first_step + 1:  # the first step compiles: time from its end
+                jax.block_until_ready(metrics)
+            if not pending_metrics or step == first_step + 1:  # leave eval, saving, compiling
+                interval_start, interval_first_step = time.perf_counter(), step
+        if stop_requests and last_saved != step:
+            save_all(step)
+        for point in points:
+            point.manager.wait_until_finished()
+    for i, point in enumerate(points):
+        point.state = point_of(state, i)
     if stop_requests:
         raise StoppedBySignal(
             f"stopped by {stop_requests[0]} at step {step}; checkpoint saved in "
-            f"{manager.directory}. Run the same command to resume."
+            f"{', '.join(str(p.manager.directory) for p in points)}. Run the same command to "
+            "resume."
         )
-    return state
 
 
 def _consecutive_skips(before: int, skipped: np.ndarray) -> int:
