@@ -68,9 +68,7 @@ def main(argv):
     key = jax.random.key(config.seed)
     start = time.perf_counter()
     state = jax.block_until_ready(
-        train.create_train_state(
-            model, optimizer, image_shape, key, mesh, config.objective.kind
-        )
+        train.create_train_state(model, optimizer, image_shape, key, mesh, config.objective.kind)
     )
     init_seconds = time.perf_counter() - start
 
