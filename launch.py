@@ -249,6 +249,12 @@ def run_mode() -> None:
     elif FLAGS.sweep:
         points = sweep.load_sweep(config_spec())
         index = sweep.resolve_index(FLAGS.sweep_index, len(points))
+        if FLAGS.vectorize and jax.default_backend() == "cpu":
+            logging.warning(
+                "--vectorize on CPU: XLA:CPU runs the points' convolutions as grouped "
+                "convolutions, several times slower than training the points one after another "
+                "(README, Vectorised sweeps); leave --vectorize out on CPU"
+            )
         train_fn = functools.partial(train.train_points, allow_config_change=allow_change)
         sweep.run_sweep(FLAGS.config, points, workdir, index, train_fn, vectorize=FLAGS.vectorize)
     elif FLAGS.mode == "train":
