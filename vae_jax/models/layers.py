@@ -162,9 +162,11 @@ def strided_conv_2x(u: jax.Array, kernel: jax.Array) -> jax.Array:
     lhs-dilated conv) is up to 17x slower on XLA:CPU on small maps (benchmarks/layers.py).
     Odd H or W are padded with one zero where SAME would put it, so the split stays exact.
     """
-    padding = [(0, 0)] + [
-        _even_padding(u.shape[axis], kernel.shape[axis - 1]) for axis in (1, 2)
-    ] + [(0, 0)]
+    padding = (
+        [(0, 0)]
+        + [_even_padding(u.shape[axis], kernel.shape[axis - 1]) for axis in (1, 2)]
+        + [(0, 0)]
+    )
     return _strided_conv_2x_even(jnp.pad(u, padding), kernel)
 
 
