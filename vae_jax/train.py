@@ -455,9 +455,7 @@ class _Point:
         return tuple(jax.random.split(jax.random.key(self.config.seed), 3))
 
 
-def _open_point(
-    config: ml_collections.ConfigDict, workdir: Path, mesh: jax.sharding.Mesh, allow_change: bool
-) -> _Point:
+def _open_point(config: ml_collections.ConfigDict, workdir: Path, allow_change: bool) -> _Point:
     """Checks `workdir` against `config` and opens the point's data and checkpoints, before
     anything compiles (or any directory is made): missing data fails in seconds."""
     _check_workdir(workdir, config, allow_change)
@@ -507,7 +505,7 @@ def _train_points(
     parallel.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
     image_shape = data.image_shape(config.dataset)
     points = [
-        _open_point(point_config, workdir, mesh, allow_config_change)
+        _open_point(point_config, workdir, allow_config_change)
         for point_config, workdir in zip(configs, workdirs)
     ]
     model = make_model(config.model, image_shape, config.train.compute_dtype)

@@ -113,12 +113,15 @@ def _conv_transpose_2x_fwd(x, kernel):
     return _conv_transpose_2x_phases(x, kernel), (x, kernel)
 
 
+def _strided_conv_kernel_grad(u: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
+    """∂/∂K <g, s(u, K)>, the strided conv's weight gradient (fast on XLA:CPU): kernel's shape."""
+    _, kernel_vjp = jax.vjp(lambda k: _strided_conv_lax(u, k), kernel)
+    return kernel_vjp(g)[0]
+
+
 def _conv_transpose_2x_bwd(residuals, g):
     x, kernel = residuals
-    dx = _strided_conv_lax(g, kernel)
-    _, kernel_vjp = jax.vjp(lambda k: _strided_conv_lax(g, k), kernel)
-    (dkernel,) = kernel_vjp(x)
-    return dx, dkernel
+    return _strided_conv_lax(g, kernel), _strided_conv_kernel_grad(g, x, kernel)
 
 
 _conv_transpose_2x.defvjp(_conv_transpose_2x_fwd, _conv_transpose_2x_bwd)
@@ -135,10 +138,7 @@ def _strided_conv_2x_even_fwd(u, kernel):
 
 def _strided_conv_2x_even_bwd(residuals, g):
     u, kernel = residuals
-    du = _conv_transpose_2x_phases(g, kernel)
-    _, kernel_vjp = jax.vjp(lambda k: _strided_conv_lax(u, k), kernel)
-    (dkernel,) = kernel_vjp(g)
-    return du, dkernel
+    return _conv_transpose_2x_phases(g, kernel), _strided_conv_kernel_grad(u, g, kernel)
 
 
 _strided_conv_2x_even.defvjp(_strided_conv_2x_even_fwd, _strided_conv_2x_even_bwd)
@@ -159,7 +159,8 @@ def strided_conv_2x(u: jax.Array, kernel: jax.Array) -> jax.Array:
     u: [B, H, W, Cout], any H, W >= 1; kernel: [kh, kw, Cout, Cin] (HWIO, read as Cout -> Cin),
     the layout of `nn.Conv`. Equals `lax.conv_general_dilated(u, K, (2, 2), "SAME")`; its input
     gradient is t(g, K), the phase-split transposed conv above, since lax's own (an
-    lhs-dilated conv) is up to 17x slower on XLA:CPU on small maps (benchmarks/layers.py).
+    lhs-dilated conv) is up to 17x slower on XLA:CPU on small maps (batch 64, 4x4 map,
+    128 -> 256 channels: 58 ms against 3.5 ms).
     Odd H or W are padded with one zero where SAME would put it, so the split stays exact.
     """
     padding = (
