@@ -3,11 +3,12 @@
     python benchmarks/train_throughput.py --config=experiments/celeba.py
     python benchmarks/train_throughput.py --config=experiments/celeba.py --batch_size=144
     python benchmarks/train_throughput.py --config=experiments/celeba.py --compute_dtype=bfloat16
-    python benchmarks/train_throughput.py --input=pipeline     # shapes, batches from its pipeline
+    python benchmarks/train_throughput.py --input=pipeline     # shapes, batches as in training
 
 --input=synthetic (default) feeds one random batch already on the devices, so it times the XLA
-step alone; --input=pipeline pulls every batch from the experiment's input pipeline through the
-same prefetch-to-device path as training, so the difference is the time spent outside the step.
+step alone; --input=pipeline takes every batch from the training input (train.group_batches:
+rendered on the devices for shapes, a tf.data pipeline copied ahead to the devices otherwise),
+so the difference is the time spent outside the step.
 Prints one JSON line: devices, compile seconds (state init and train step), XLA's FLOP count
 of the step per image and the FLOP rate achieved, the median
 milliseconds per step and images/s (median over --repeats groups of --steps steps, after
@@ -58,10 +59,11 @@ def main(argv):
     parallel.check_divisible("train.batch_size", config.train.batch_size, mesh)
     image_shape = data.image_shape(config.dataset)
     if FLAGS.input == "pipeline":
-        batches = ({"image": b["image"]} for b in data.train_batches(config))
+        inputs = train.group_batches([config], 0, mesh)
     else:
         local_rows = data.process_batch_size(config.train.batch_size)
         batches = synthetic_batches(local_rows, image_shape)
+        inputs = parallel.prefetch_to_mesh(({"image": b["image"][None]} for b in batches), mesh)
 
     model = make_model(config.model, image_shape, config.train.compute_dtype)
     optimizer = optim.make_optimizer(config.train)
@@ -75,7 +77,6 @@ def main(argv):
     # One run is a group of one point: state, batch, key and weights get a points axis.
     weights = train.point_weights(config, config.train.learning_rate)
     state, key, weights = train.stack_points([(state, key, weights)])
-    inputs = parallel.prefetch_to_mesh(({"image": b["image"][None]} for b in batches), mesh)
     batch = next(inputs)
     start = time.perf_counter()
     step = train.make_train_step(model, optimizer, config, mesh)

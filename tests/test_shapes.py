@@ -2,10 +2,12 @@
 
 import itertools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import data
+from vae_jax import data, parallel
 from vae_jax.config import get_config
 from vae_jax.data import shapes
 
@@ -240,3 +242,29 @@ def test_data_eval_batches_of_shapes_serve_exactly_the_split_asked_for():
 def test_image_shape_of_shapes_is_64x64x1():
     config = get_config()
     assert data.image_shape(config.dataset) == (64, 64, 1)
+
+
+def test_render_jax_gives_the_same_pixels_as_the_numpy_renderer():
+    indices = random_indices(3000, seed=5)
+    on_device = jax.jit(shapes.render_jax)(jnp.asarray(indices, jnp.int32))
+    np.testing.assert_array_equal(np.asarray(on_device), shapes.render(indices))
+
+
+def test_device_train_batches_are_each_seeds_host_batches_stacked_from_the_start_step():
+    mesh = parallel.make_mesh()
+    sharding = parallel.points_batch_sharded(mesh)
+    device = itertools.islice(shapes.device_train_batches([7, 3], 8, 2, sharding), 2)
+    host = {seed: list(itertools.islice(shapes.train_batches(seed, 8, 2), 2)) for seed in (7, 3)}
+    for step, batch in enumerate(device):
+        assert batch["image"].shape == (2, 8) + shapes.IMAGE_SHAPE
+        assert batch["image"].sharding.is_equivalent_to(sharding, 5)
+        np.testing.assert_array_equal(batch["image"][0], host[7][step]["image"])
+        np.testing.assert_array_equal(batch["image"][1], host[3][step]["image"])
+    assert not np.array_equal(host[7][0]["factors"], host[3][0]["factors"])
+
+
+def test_train_batches_of_a_process_are_its_block_of_the_global_batch():
+    whole = next(shapes.train_batches(seed=2, batch_size=8))
+    second = next(shapes.train_batches(seed=2, batch_size=8, process=(1, 2)))
+    np.testing.assert_array_equal(second["factors"], whole["factors"][4:])
+    np.testing.assert_array_equal(second["image"], whole["image"][4:])

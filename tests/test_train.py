@@ -18,6 +18,7 @@ from experiments import base, shapes
 from vae_jax import checkpoints, data, evaluation, optim, parallel, train, workdir_lock
 from vae_jax import config as config_lib
 from vae_jax.config import ConfigError, validate
+from vae_jax.data import shapes as shapes_data
 from vae_jax.evaluation import likelihood
 from vae_jax.models import make_model
 from vae_jax.writers import read_metrics
@@ -259,15 +260,16 @@ def test_consecutive_skips_counts_the_trailing_run(before, flags, expected):
 
 @pytest.mark.slow
 def test_nan_batches_are_skipped_and_counted_and_training_goes_on(tmp_path, monkeypatch):
-    real_batches = data.train_batches
+    real_batches = shapes_data.device_train_batches
 
-    def batches_with_nans(config, start_step=0):
-        for step, batch in enumerate(real_batches(config, start_step), start=start_step):
+    def batches_with_nans(seeds, batch_size, start_step, sharding):
+        batches = real_batches(seeds, batch_size, start_step, sharding)
+        for step, batch in enumerate(batches, start=start_step):
             if step in (2, 3, 7):
-                batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
+                batch = {"image": batch["image"] * np.nan}
             yield batch
 
-    monkeypatch.setattr(data, "train_batches", batches_with_nans)
+    monkeypatch.setattr(shapes_data, "device_train_batches", batches_with_nans)
     config = tiny_config(num_steps=10, log_every=5, eval_every=10, checkpoint_every=10)
     state = train.train_and_evaluate(config, tmp_path)
     assert int(state.step) == 10

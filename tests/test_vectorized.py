@@ -24,21 +24,29 @@ def params_of(state) -> list[np.ndarray]:
     return [np.asarray(leaf) for leaf in jax.tree.leaves(state.params)]
 
 
-def assert_same_params(vectorised, alone, what):
-    """Each parameter array within 1e-4 of its norm. Not elementwise: vmapped ops sum in another
-    order, and Adam turns that float32 rounding into updates of about ±lr on the few entries
-    whose gradients are near 0 (seen: 1 entry in 2,048 off by 3e-4). Another data order, key or
-    weight moves every entry, by far more."""
+def assert_same_params(vectorised, alone, what: str, steps: int, learning_rate: float):
+    """At least 99 % of all parameter entries equal to 1e-5 of their array's largest entry, and
+    none further off than 2 * learning_rate * steps. Not all of them equal: vmapped ops sum in
+    another order, and Adam turns that float32 rounding into updates of ±lr on the few entries
+    whose gradients are near 0 (seen: 1 entry of an 8-vector off by 2e-3 after 4 steps). Another
+    data order, key or weight moves nearly every entry by far more than 1e-5."""
+    close, total = 0, 0
     for got, want in zip(params_of(vectorised), params_of(alone), strict=True):
-        error = np.linalg.norm(got - want) / np.linalg.norm(want)
-        assert error < 1e-4, f"{what}: relative error {error:.2g} of a {want.shape} parameter"
+        error = np.abs(got - want)
+        assert error.max() <= 2 * learning_rate * steps, (
+            f"{what}: {want.shape} off by {error.max()}"
+        )
+        close += int((error <= 1e-5 * np.abs(want).max()).sum())
+        total += want.size
+    assert close >= 0.99 * total, f"{what}: only {close} of {total} parameter entries agree"
 
 
-# FactorVAE's points are compared after 10 steps: its adversarial game amplifies rounding, and
+# FactorVAE's points are compared after 4 steps: its adversarial game amplifies rounding, and
 # under the tests' XLA flag (--xla_backend_optimization_level=0, conftest.py) a vmapped point's
-# discriminator drifts from the lone run's by 30 % at step 50 (relative parameter error 3e-7 at
-# step 5). With XLA's default optimisation, as users run, the error at step 50 is 2e-7.
-STEPS_COMPARED = {"beta_vae": STEPS, "factor_vae": 10}
+# parameters drift from the lone run's (at step 10 only 59 % of the entries agree to 1e-5, at
+# step 50 the discriminator is 30 % off). With XLA's default optimisation, as users run, the
+# relative error at step 50 is 2e-7.
+STEPS_COMPARED = {"beta_vae": STEPS, "factor_vae": 4}
 GROUPS = {
     # seeds, β and the learning rate differ; the third point shares the first one's data
     "beta_vae": [
@@ -60,7 +68,9 @@ def test_a_vectorised_point_trains_as_it_would_alone(tmp_path, method):
     steps = STEPS_COMPARED[method]
     configs = [tiny_config(method, **point) for point in GROUPS[method]]
     for config in configs:
-        config.train.update(num_steps=steps, checkpoint_every=steps // 2, eval_every=steps)
+        config.train.update(
+            num_steps=steps, checkpoint_every=steps // 2, eval_every=steps, log_every=steps // 2
+        )
     workdirs = [tmp_path / f"point{i}" for i in range(len(configs))]
     states = train.train_points(configs, workdirs)
     for i, (config, workdir, state) in enumerate(zip(configs, workdirs, states)):
@@ -68,11 +78,12 @@ def test_a_vectorised_point_trains_as_it_would_alone(tmp_path, method):
         assert checkpoints.available_steps(workdir) == [steps // 2, steps]
         lines = (workdir / "metrics.jsonl").read_text().splitlines()
         logged = [json.loads(line) for line in lines]
-        assert [r["step"] for r in logged if "loss" in r] == list(range(10, steps + 1, 10))
+        assert [r["step"] for r in logged if "loss" in r] == [steps // 2, steps]
         assert any("validation/elbo" in r for r in logged)
         assert (workdir / "config.json").exists() and list(workdir.glob("events.out.tfevents*"))
         alone = train.train_and_evaluate(config, tmp_path / f"alone{i}")
-        assert_same_params(state, alone, f"{method} point {i}")
+        what = f"{method} point {i}"
+        assert_same_params(state, alone, what, steps, config.train.learning_rate)
     first, second = params_of(states[0]), params_of(states[1])
     assert any(not np.allclose(a, b) for a, b in zip(first, second)), "points trained alike"
 

@@ -40,6 +40,7 @@ from vae_jax import (
 )
 from vae_jax import config as config_lib
 from vae_jax import objectives as O
+from vae_jax.data import shapes
 from vae_jax.evaluation import likelihood
 from vae_jax.models import VAE, make_model
 from vae_jax.models.discriminator import Discriminator
@@ -440,7 +441,6 @@ class _Point:
 
     config: ml_collections.ConfigDict
     workdir: Path
-    batches: Iterator[data.Batch]
     eval_data: Iterable[data.Batch]
     manager: ocp.CheckpointManager
     state: TrainState | None = None
@@ -459,8 +459,7 @@ def _open_point(config: ml_collections.ConfigDict, workdir: Path, allow_change: 
     """Checks `workdir` against `config` and opens the point's data and checkpoints, before
     anything compiles (or any directory is made): missing data fails in seconds."""
     _check_workdir(workdir, config, allow_change)
-    batches = data.train_batches(config, start_step=checkpoints.latest_step(workdir) or 0)
-    eval_data = data.eval_batches(config, "validation")
+    eval_data = data.eval_batches(config, "validation")  # missing data: DataNotFoundError
     manager = checkpoints.checkpoint_manager(
         workdir, config.train.keep_checkpoints, config.train.keep_every
     )
@@ -472,12 +471,12 @@ def _open_point(config: ml_collections.ConfigDict, workdir: Path, allow_change: 
             "(train.ema_decay) and cannot be resumed by this version; analyse them with "
             "load_run(..., ema=False), or train in a new --workdir"
         )
-    return _Point(config, workdir, batches, eval_data, manager)
+    return _Point(config, workdir, eval_data, manager)
 
 
 def _restore(point: _Point, fresh_state: TrainState) -> None:
     """Sets point.state to its latest intact checkpoint, or `fresh_state`; damaged newer
-    checkpoints are set aside and the data restarts at the restored step."""
+    checkpoints are set aside."""
     point.state = fresh_state
     latest = point.manager.latest_step()
     restored = checkpoints.restore_latest(point.manager, fresh_state)
@@ -491,7 +490,6 @@ def _restore(point: _Point, fresh_state: TrainState) -> None:
             checkpoints.set_aside(point.workdir, damaged)
         parallel.wait_for_all_processes("set_aside")
         point.manager.reload()
-        point.batches = data.train_batches(point.config, start_step=restored_step)
 
 
 def _train_points(
@@ -540,16 +538,26 @@ def _train_points(
     return [point.state for point in points]
 
 
-def _stacked_batches(points: list[_Point]) -> Iterator[data.Batch]:
-    """Each step's batches of the points stacked: images [P, B, ...]. Points with the same seed
-    share one input pipeline (their data are the same)."""
-    first_of_seed = {}
-    for i, point in enumerate(points):
-        first_of_seed.setdefault(point.config.seed, i)
-    sources = [first_of_seed[point.config.seed] for point in points]
-    while True:
-        images = {i: next(points[i].batches)["image"] for i in set(sources)}
-        yield {"image": np.stack([images[i] for i in sources])}
+def group_batches(
+    configs: list[ml_collections.ConfigDict], start_step: int, mesh: jax.sharding.Mesh
+) -> Iterator[dict[str, jax.Array]]:
+    """The training inputs of a group of points: each step's batches from start_step on, stacked
+    {"image": [P, B, ...]} and split over the mesh as make_train_step takes them. Shapes are
+    rendered on the devices; other data come from one host pipeline per seed (points with the
+    same seed share theirs) and are copied ahead."""
+    config = configs[0]
+    seeds = [config.seed for config in configs]
+    if config.dataset.name == "shapes":
+        sharding = parallel.points_batch_sharded(mesh)
+        return shapes.device_train_batches(seeds, config.train.batch_size, start_step, sharding)
+    pipelines = {config.seed: data.train_batches(config, start_step) for config in configs}
+
+    def stacked() -> Iterator[data.Batch]:
+        while True:
+            images = {seed: next(batches)["image"] for seed, batches in pipelines.items()}
+            yield {"image": np.stack([images[seed] for seed in seeds])}
+
+    return parallel.prefetch_to_mesh(stacked(), mesh)
 
 
 def _train_group(
@@ -665,8 +673,8 @@ def _train_group(
         for i, point in active():
             checkpoints.save(point.manager, step, point_of(state, i))
 
-    train_inputs = parallel.prefetch_to_mesh(_stacked_batches(points), mesh)
     step = first_step = int(state.step[0])  # host copy: the loop waits on the device only to log
+    train_inputs = group_batches([point.config for point in points], first_step, mesh)
     last_saved = first_step
     pending_metrics = []
     interval_start, interval_first_step = time.perf_counter(), step
