@@ -253,3 +253,16 @@ def test_empty_split_error_says_which_split_and_why(tmp_path):
     assert image_folder.load(tmp_path, "train", 3).num_examples == 1
     with pytest.raises(DataNotFoundError, match="test split .* is empty"):
         image_folder.load(tmp_path, "test", 3)
+
+
+def test_a_cached_pipeline_yields_exactly_the_uncached_batches_flips_included(root):
+    config = folder_config(root / "faces")
+    config.train.batch_size = 4
+    steps = 3 * (len(image_folder.list_images(root / "faces")) // 4)  # a few epochs
+    plain = data.train_batches(config)
+    config.dataset.cache = True
+    cached = data.train_batches(config)
+    for step in range(steps):
+        want, got = next(plain), next(cached)
+        assert got["image"].dtype == np.float32
+        np.testing.assert_array_equal(got["image"], want["image"], err_msg=f"step {step}")

@@ -115,7 +115,7 @@ def test_two_processes_with_four_devices_each_train_like_one_device(tmp_path):
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):
     result = launch(tmp_path / "run", "--config.train.batch_size=12")
     assert result.returncode != 0
-    assert "train.batch_size=12 must be a multiple of the device count 8" in result.stderr
+    assert "train.batch_size=12 must be a multiple of the 8 devices it is split over" in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -125,3 +125,49 @@ def test_pad_to_pads_with_zeros_and_masks_the_padding():
     assert padded["image"].shape == (8, 2, 2, 1) and padded["label"].tolist() == [0, 1, 2] + [0] * 5
     assert padded["image"][3:].sum() == 0
     np.testing.assert_array_equal(mask, [1, 1, 1, 0, 0, 0, 0, 0])
+
+
+def test_vectorised_points_spread_over_eight_devices_train_as_each_alone_on_one(tmp_path):
+    """Two points on 8 devices: a points axis of 2, each point's batch over 4 devices."""
+    script = f"""
+import sys
+from absl import logging
+from experiments import shapes
+from vae_jax import train
+logging.use_absl_handler()
+logging.set_verbosity(logging.INFO)
+configs = [shapes.get_config("tiny") for seed in (0, 1)]
+for seed, config in enumerate(configs):
+    config.train.update({OVERRIDES!r})
+    config.update(seed=seed)
+    config.eval.num_examples = 40
+train.train_points(configs, [sys.argv[1] + "/point0", sys.argv[1] + "/point1"])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=REPO,
+        env=EIGHT_CPU_DEVICES,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 run(s) in one program, spread over 2 device group(s)" in result.stderr
+    for seed in (0, 1):
+        config = shapes.get_config("tiny")
+        config.train.update(OVERRIDES)
+        config.update(seed=seed)
+        config.eval.num_examples = 40
+        train.train_and_evaluate(config, tmp_path / f"alone{seed}")  # one CPU device here
+        spread = read_metrics(tmp_path / f"point{seed}")
+        alone = read_metrics(tmp_path / f"alone{seed}")
+        for name in ["loss", "elbo", "grad_norm", "validation/elbo"]:
+            curve_spread = [r[name] for r in spread if name in r]
+            curve_alone = [r[name] for r in alone if name in r]
+            assert curve_alone
+            np.testing.assert_allclose(curve_spread, curve_alone, rtol=1e-5, atol=1e-6)
+
+
+def test_make_mesh_spreads_points_over_a_divisor_of_the_device_count():
+    mesh = parallel.make_mesh(num_points=3)  # the tests see one device
+    assert mesh.shape == {"points": 1, "data": 1}

@@ -1,14 +1,16 @@
 """Data parallelism on any number of devices and processes with `jax.sharding`.
 
-One 1-D Mesh over every device, with a "data" axis: batches are split along it, parameters and
-optimizer state are replicated, and a single `jax.jit` step runs on all of it (XLA inserts the
-gradient all-reduce). One CPU, eight GPUs and a TPU pod run the same code; with several
-processes (multi-host) each feeds the rows of its own devices.
+A Mesh over every device with two axes, "points" and "data": a group of vectorised sweep points
+is spread over the points axis, each point's batch is split over the data axis, and a single
+`jax.jit` step runs on all of it (XLA inserts the gradient all-reduce). One run has a points axis
+of one: its parameters and optimizer state are replicated. One CPU, eight GPUs and a TPU pod run
+the same code; with several processes (multi-host) each feeds the rows of its own devices.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Iterator
 
 import jax
@@ -19,12 +21,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from vae_jax.config import ConfigError
 from vae_jax.data.types import Batch
 
-DATA_AXIS = "data"
+POINTS_AXIS, DATA_AXIS = "points", "data"
 
 
-def make_mesh() -> Mesh:
-    """A Mesh with one "data" axis over every device of every process."""
-    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+def make_mesh(num_points: int = 1) -> Mesh:
+    """A ("points", "data") Mesh over every device of every process for a group of num_points
+    vectorised points: the points axis has gcd(num_points, device count) devices (all points on
+    all devices when the counts share no factor), the data axis the rest."""
+    devices = np.asarray(jax.devices())
+    return Mesh(devices.reshape(math.gcd(num_points, devices.size), -1), (POINTS_AXIS, DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -33,23 +38,31 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over the devices."""
+    """Leading (batch) axis split over the data axis."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def points_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (points) axis split over the points axis: a group's stacked train states, keys
+    and weights."""
+    return NamedSharding(mesh, PartitionSpec(POINTS_AXIS))
+
+
 def points_batch_sharded(mesh: Mesh) -> NamedSharding:
-    """Training batches [P, B, ...] of P sweep points: axis 1 (the batch) split over the
-    devices."""
-    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+    """Training batches [P, B, ...] of P sweep points: the points over the points axis, each
+    point's batch over the data axis."""
+    return NamedSharding(mesh, PartitionSpec(POINTS_AXIS, DATA_AXIS))
 
 
 def check_divisible(key: str, batch_size: int, mesh: Mesh) -> None:
-    """Raises ConfigError naming `key` unless batch_size splits evenly over the mesh's devices."""
-    if batch_size % mesh.size:
+    """Raises ConfigError naming `key` unless batch_size splits evenly over the mesh's data
+    axis."""
+    count = mesh.shape[DATA_AXIS]
+    if batch_size % count:
         raise ConfigError(
-            f"{key}={batch_size} must be a multiple of the device count {mesh.size} "
+            f"{key}={batch_size} must be a multiple of the {count} devices it is split over "
             f"({mesh.devices.flat[0].platform} devices over {jax.process_count()} process(es)); "
-            f"e.g. {key}={max(1, round(batch_size / mesh.size)) * mesh.size}"
+            f"e.g. {key}={max(1, round(batch_size / count)) * count}"
         )
 
 

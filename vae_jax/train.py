@@ -223,8 +223,9 @@ def make_train_step(
 ) -> Callable:
     """Returns step(state, batch, key, weights) -> (state, metrics) over a leading points axis
     P: a TrainState, batch images [P, B, ...], keys [P] and PointWeights with leaves [P] give
-    P updated states and metrics [P]. One run is P = 1. Jitted with the state donated, the
-    batch split over the mesh's "data" axis (its axis 1) and state and metrics replicated.
+    P updated states and metrics [P]. One run is P = 1. Jitted with the state donated; the points
+    are split over the mesh's "points" axis, each point's batch (axis 1) over its "data" axis;
+    the metrics are whole on every device.
     `config` gives everything outside VECTORIZED_KEYS (the group's).
 
     A point's randomness is fold_in(key, state.step), so a resumed run repeats a straight run.
@@ -288,11 +289,11 @@ def make_train_step(
         metrics["skipped"] = 1.0 - apply.astype(jnp.float32)
         return new_state.replace(step=state.step + 1), metrics
 
-    replicated, sharded = parallel.replicated(mesh), parallel.points_batch_sharded(mesh)
+    points, batches = parallel.points_sharded(mesh), parallel.points_batch_sharded(mesh)
     return jax.jit(
         jax.vmap(step),
-        in_shardings=(replicated, sharded, replicated, replicated),
-        out_shardings=(replicated, replicated),
+        in_shardings=(points, batches, points, points),
+        out_shardings=(points, parallel.replicated(mesh)),
         donate_argnums=0,
     )
 
@@ -498,7 +499,7 @@ def _train_points(
     """train_points with the workdirs held."""
     configs = [_resolve(config, workdir) for config, workdir in zip(configs, workdirs)]
     config = configs[0]  # everything outside VECTORIZED_KEYS
-    mesh = parallel.make_mesh()
+    mesh = parallel.make_mesh()  # one point's: evaluation, and the check below for any group
     parallel.check_divisible("train.batch_size", config.train.batch_size, mesh)
     parallel.check_divisible("eval.batch_size", config.eval.batch_size, mesh)
     image_shape = data.image_shape(config.dataset)
@@ -523,10 +524,9 @@ def _train_points(
                     num_steps,
                 )
         start_steps = sorted({int(p.state.step) for p in points if int(p.state.step) < num_steps})
-        train_step = make_train_step(model, optimizer, config, mesh) if start_steps else None
         for start_step in start_steps:  # points resumed at different steps train apart
             group = [point for point in points if int(point.state.step) == start_step]
-            _train_group(group, model, train_step, image_shape, mesh)
+            _train_group(group, model, optimizer, image_shape, mesh)
     finally:
         for point in points:
             point.manager.close()
@@ -563,13 +563,16 @@ def group_batches(
 def _train_group(
     points: list[_Point],
     model: VAE,
-    train_step: Callable,
+    optimizer: optax.GradientTransformation,
     image_shape: tuple[int, int, int],
-    mesh: jax.sharding.Mesh,
+    eval_mesh: jax.sharding.Mesh,
 ) -> None:
-    """Trains `points`, all at the same step, to train.num_steps as one vectorised program,
-    leaving each one's final state in point.state."""
+    """Trains `points`, all at the same step, to train.num_steps as one vectorised program spread
+    over the devices (parallel.make_mesh of the group), leaving each one's final state in
+    point.state. Evaluation runs on `eval_mesh`, one point at a time."""
     config = points[0].config
+    mesh = parallel.make_mesh(len(points))
+    train_step = make_train_step(model, optimizer, config, mesh)
     num_steps = config.train.num_steps
     main_process = parallel.is_main_process()
     for point in points:
@@ -581,20 +584,21 @@ def _train_group(
         point.best = checkpoints.read_best(point.workdir)
     logging.info(
         "Data parallel over %d %s device(s) in %d process(es): %d examples per device per "
-        "step; %d run(s) in one program",
+        "step; %d run(s) in one program, spread over %d device group(s)",
         mesh.size,
         mesh.devices.flat[0].platform,
         jax.process_count(),
-        config.train.batch_size // mesh.size,
+        config.train.batch_size // mesh.shape[parallel.DATA_AXIS],
         len(points),
+        mesh.shape[parallel.POINTS_AXIS],
     )
     learning_rate = config.train.learning_rate
     weights = stack_points([point_weights(p.config, learning_rate) for p in points])
     train_keys = jnp.stack([point.keys[1] for point in points])
-    state = stack_points([point.state for point in points])
+    state = jax.device_put(stack_points([p.state for p in points]), parallel.points_sharded(mesh))
     for point in points:
         point.state = None  # the stacked state is the live one
-    elbo_fn = likelihood.make_elbo_fn(model, mesh)
+    elbo_fn = likelihood.make_elbo_fn(model, eval_mesh)
     reconstruct, sample = make_figure_fns(model)
 
     def active() -> list[tuple[int, _Point]]:
@@ -605,7 +609,7 @@ def _train_group(
         params = point_of(state.ema_params, i)
         eval_key = point.keys[2]
         values = likelihood.elbo_per_example(
-            elbo_fn, params, point.eval_data, eval_key, mesh, config.eval.batch_size
+            elbo_fn, params, point.eval_data, eval_key, eval_mesh, config.eval.batch_size
         )
         metrics = {}
         for name in EVAL_METRICS:

@@ -33,6 +33,8 @@ Element = dict[str, tf.Tensor]
 # Dynamically binarised evaluation data is drawn with this seed, not the run's: every seed of a
 # sweep is scored on identical bits.
 EVAL_BINARIZATION_SEED = 0
+# An epoch's flip bits are drawn with (epoch seed, FLIP_STREAM).
+FLIP_STREAM = 1
 
 
 class Source(NamedTuple):
@@ -114,6 +116,17 @@ def preprocess_fn(crop: str, image_size: int, channels: int) -> Callable[[Elemen
     return preprocess
 
 
+def to_uint8(element: Element) -> Element:
+    """A preprocessed element with its float image (on the 8-bit grid) as uint8, 4x smaller to
+    cache; from_uint8 gives back exactly the same floats."""
+    return {**element, "image": tf.cast(tf.round(element["image"] * 255.0), tf.uint8)}
+
+
+def from_uint8(element: Element) -> Element:
+    """Inverse of to_uint8: the image as float32 in [0, 1]."""
+    return {**element, "image": tf.cast(element["image"], tf.float32) / 255.0}
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A distinct, reproducible shuffle seed for each epoch."""
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
@@ -160,7 +173,8 @@ def train_batches(
     """Infinite training batches [batch_size, ...] starting at step `start_step`.
 
     `read` (see Source.read) then `preprocess` map one element to model-ready values (float
-    image in [0, 1]); with `cache` their outputs are kept in memory after the first epoch.
+    image in [0, 1]); with `cache` their outputs are kept in memory, as uint8, from the first
+    epoch on (CelebA-64's 162,770 training images: 2.0 GB), and later epochs decode nothing.
     Each epoch is shuffled through a buffer of `shuffle_buffer` elements, or (None) fully
     permuted: a uniformly random order of all of this process's elements.
     """
@@ -174,7 +188,7 @@ def train_batches(
     return _epochs(
         elements,
         preprocess,
-        steps_per_epoch,
+        num_examples,
         seed=seed,
         batch_size=batch_size,
         start_step=start_step,
@@ -190,7 +204,7 @@ def train_batches(
 def _epochs(
     elements: tf.data.Dataset,
     preprocess: Callable[[Element], Element],
-    steps_per_epoch: int,
+    num_examples: int,
     *,
     seed: int,
     batch_size: int,
@@ -201,35 +215,53 @@ def _epochs(
     dynamic_binarization: bool,
     read: Callable[[Element], Element] | None,
 ) -> Iterator[Batch]:
-    """The batches of train_batches, epoch after epoch (a generator: runs lazily)."""
+    """The batches of train_batches, epoch after epoch (a generator: runs lazily).
+
+    Examples travel as uint8 up to the batch; flipping and the conversion to float are done on
+    whole batches (per example they cap a cached pipeline at about 7,000 images/s on 2 cores).
+    Example i of an epoch is flipped when bit i of the epoch's flip bits is set.
+    """
+    steps_per_epoch = num_examples // batch_size
     indexed = elements.enumerate()
     if cache:
         indexed = read_indexed(indexed, read)
-        indexed = indexed.map(lambda i, e: (i, preprocess(e)), tf.data.AUTOTUNE).cache()
+        indexed = indexed.map(lambda i, e: (i, to_uint8(preprocess(e))), tf.data.AUTOTUNE).cache()
 
-    def augment(index, element, epoch_key: int):
-        element = dict(element if cache else preprocess(element))
-        example_key = tf.stack([tf.constant(epoch_key, tf.int64), tf.cast(index, tf.int64)])
-        if flip:
-            element["image"] = tf.image.stateless_random_flip_left_right(
-                element["image"], example_key
-            )
+    def prepare(index, element, epoch_key: int):
+        if not cache:
+            element = to_uint8(preprocess(element))
         if dynamic_binarization:
-            element["image"] = binarize(element["image"], example_key + 1)
-        return element
+            example_key = tf.stack([tf.constant(epoch_key, tf.int64), tf.cast(index, tf.int64)])
+            element = {**element, "image": binarize(from_uint8(element)["image"], example_key + 1)}
+        return index, element
+
+    def finish(indices, batch, flips):
+        images = batch["image"]
+        if flip:
+            width = images.shape[2]
+            mirrored = tf.gather(flips, indices)[:, None]
+            columns = tf.where(mirrored, tf.range(width - 1, -1, -1), tf.range(width))
+            images = tf.gather(images, columns, axis=2, batch_dims=1)
+        if images.dtype == tf.uint8:
+            images = from_uint8({"image": images})["image"]
+        return {**batch, "image": images}
 
     epoch, offset = divmod(start_step, steps_per_epoch)
     while True:
         key = epoch_seed(seed, epoch)
+        flips = tf.random.stateless_uniform([num_examples], (key, FLIP_STREAM)) < 0.5
         ordered = (
             indexed.shuffle(shuffle_buffer, seed=key, reshuffle_each_iteration=False)
             .take(steps_per_epoch * batch_size)
             .skip(offset * batch_size)
         )
+        if not cache:
+            ordered = read_indexed(ordered, read)
+        if not cache or dynamic_binarization:
+            ordered = ordered.map(functools.partial(prepare, epoch_key=key), tf.data.AUTOTUNE)
         dataset = (
-            (ordered if cache else read_indexed(ordered, read))
-            .map(functools.partial(augment, epoch_key=key), tf.data.AUTOTUNE)
-            .batch(batch_size, drop_remainder=True)
+            ordered.batch(batch_size, drop_remainder=True)
+            .map(functools.partial(finish, flips=flips), tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
         )
         yield from dataset.as_numpy_iterator()
