@@ -209,6 +209,9 @@ def analyze(workdir: Path) -> None:
         print(results.summarize(workdir).markdown_path.read_text())
 
 
+COMPILATION_CACHE = Path.home() / ".cache" / "vae_jax" / "xla"
+
+
 def main(argv):
     del argv
     try:
@@ -220,9 +223,18 @@ def main(argv):
         sys.exit(1)
 
 
+def use_compilation_cache() -> None:
+    """Keeps compiled XLA programs on disk (~/.cache/vae_jax/xla unless $JAX_COMPILATION_CACHE_DIR
+    names another folder), so that a resumed run, another seed or a re-run of the same model
+    starts without compiling."""
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", str(COMPILATION_CACHE))
+
+
 def run_mode() -> None:
     """Does what the flags ask: train, sweep, analyze, summarize or list."""
     logging.get_absl_handler().python_handler.addFilter(quiet_orbax_info)
+    use_compilation_cache()
     if FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     for_sweep = FLAGS.sweep or FLAGS.sweep_list or FLAGS.mode == "summarize"

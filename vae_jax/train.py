@@ -90,6 +90,12 @@ def ema_decay(step: jax.Array, decay: float) -> jax.Array:
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+INIT_COMPILER_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+}
+
+
 def create_train_state(
     model: VAE,
     optimizer: optax.GradientTransformation,
@@ -119,7 +125,10 @@ def create_train_state(
         )
         return FactorVaeTrainState(**vars(state), discriminator=discriminator)
 
-    return jax.jit(init, out_shardings=parallel.replicated(mesh))(key)
+    # Run once per point: compiled with XLA's backend optimisation off, which takes the shapes
+    # model's initialisation from 7.4 s (compile) + 0.01 s (run) to 1.7 + 0.6 s on 2 CPU cores.
+    init = jax.jit(init, out_shardings=parallel.replicated(mesh)).lower(key)
+    return init.compile(INIT_COMPILER_OPTIONS)(key)
 
 
 def make_regularizers(config: ml_collections.ConfigDict) -> Callable:
@@ -705,6 +714,10 @@ def _train_group(
                 last_saved = step
             if step == first_step + 1:  # the first step compiles: time from its end
                 jax.block_until_ready(metrics)
+                logging.info(
+                    "First step done in %.1f s, compiling included",
+                    time.perf_counter() - interval_start,
+                )
             if not pending_metrics or step == first_step + 1:  # leave eval, saving, compiling
                 interval_start, interval_first_step = time.perf_counter(), step
         if stop_requests and last_saved != step:
