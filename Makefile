@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/eval_throughput.py --config=experiments/celeba.py
 	$(PYTHON) benchmarks/input_pipeline.py
 	$(PYTHON) benchmarks/upsampling.py
+	$(PYTHON) benchmarks/layers.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vae_jax experiments tests launch.py

@@ -7,7 +7,8 @@ The layers are those the experiments' models build (models.conv: Downsample2x st
 Upsample2x stages up, 4x4 kernels, batch train.batch_size), plus the CelebA model shaped like
 the PyTorch peer (channels 32-64-128-256-512). Each part is jitted alone (XLA drops what the part
 does not need: dx alone computes no dW) and timed as the median of --repeats calls. A part
-below --flag_below of the matmul rate is flagged: that is where the next slow path is.
+below --flag_below of the matmul rate is flagged: that is where the next slow path is. The dx of
+a model's first layer is timed but never flagged: training never computes the images' gradient.
 
 Prints one JSON line for the matmul rate, then one per layer shape (the experiments using it
 listed), parts ordered forward, dx, dW.
@@ -60,16 +61,17 @@ def matmul_gflops(size: int = 1024) -> float:
     return 2 * size**3 / timed(jax.jit(jnp.dot), a, a) / 1e9
 
 
-def conv_layers(model_name: str, module: str, overrides: dict) -> list[tuple]:
+def conv_layers(module: str, overrides: dict) -> list[tuple]:
     """(kind, batch, input [H, W, Cin], output channels) of each conv of the model:
-    kind "down" (Downsample2x) or "up" (Upsample2x)."""
+    kind "first" (the Downsample2x that reads the images), "down" (Downsample2x) or "up"
+    (Upsample2x)."""
     config = importlib.import_module(f"experiments.{module}").get_config()
     config.model.update(overrides)
     height, width, channels = data.image_shape(config.dataset)
     batch, stages = config.train.batch_size, config.model.channels
     layers = []
-    for features in stages:
-        layers.append(("down", batch, (height, width, channels), features))
+    for i, features in enumerate(stages):
+        layers.append(("first" if i == 0 else "down", batch, (height, width, channels), features))
         height, width, channels = -(-height // 2), -(-width // 2), features
     size = (config.dataset.image_size // 2 ** len(stages),) * 2
     outputs = data.image_shape(config.dataset)[2] * outputs_per_channel(config.model.likelihood)
@@ -84,7 +86,7 @@ def time_layer(kind: str, batch: int, in_shape: tuple, features: int) -> dict[st
     height, width, channels = in_shape
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch, height, width, channels)), jnp.float32)
-    if kind == "down":
+    if kind in ("first", "down"):
         fn, kernel_shape = strided_conv_2x, (KERNEL, KERNEL, channels, features)
         flops = 2 * batch * -(-height // 2) * -(-width // 2) * features * channels * KERNEL**2
     else:
@@ -106,12 +108,12 @@ def main(argv):
     print(json.dumps({"benchmark": "layers", "xla_matmul_gflop_per_s": round(peak, 1)}))
     users: dict[tuple, list[str]] = {}
     for name, module, overrides in MODELS:
-        for layer in conv_layers(name, module, overrides):
+        for layer in conv_layers(module, overrides):
             users.setdefault(layer, []).append(name)
     for (kind, batch, in_shape, features), models in users.items():
         seconds, flops = time_layer(kind, batch, in_shape, features)
         record = {
-            "layer": "Downsample2x" if kind == "down" else "Upsample2x",
+            "layer": "Upsample2x" if kind == "up" else "Downsample2x",
             "batch": batch,
             "input": "x".join(map(str, in_shape)),
             "features": features,
