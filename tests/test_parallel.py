@@ -115,7 +115,9 @@ def test_two_processes_with_four_devices_each_train_like_one_device(tmp_path):
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):
     result = launch(tmp_path / "run", "--config.train.batch_size=12")
     assert result.returncode != 0
-    assert "train.batch_size=12 must be a multiple of the 8 devices it is split over" in result.stderr
+    assert (
+        "train.batch_size=12 must be a multiple of the 8 devices it is split over" in result.stderr
+    )
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

@@ -144,14 +144,6 @@ def test_factor_indices_round_trip_with_ravel_multi_index():
     assert np.all(indices < np.array(shapes.FACTOR_SIZES))
 
 
-def test_factor_values_span_the_stated_ranges():
-    corners = shapes.factor_indices(np.array([0, shapes.NUM_IMAGES - 1]))
-    values = shapes.factor_values(corners)
-    assert values.dtype == np.float32
-    np.testing.assert_allclose(values[0], [0, 0.5, 0, 0, 0])
-    np.testing.assert_allclose(values[1], [2, 1.0, 2 * np.pi * 39 / 40, 1, 1], rtol=1e-6)
-
-
 def test_splits_are_disjoint_cover_all_images_and_are_deterministic_per_seed():
     splits = shapes.splits(0)
     assert len(splits["test"]) == shapes.NUM_TEST

@@ -25,20 +25,15 @@ def params_of(state) -> list[np.ndarray]:
 
 
 def assert_same_params(vectorised, alone, what: str, steps: int, learning_rate: float):
-    """At least 99 % of all parameter entries equal to 1e-5 of their array's largest entry, and
-    none further off than 2 * learning_rate * steps. Not all of them equal: vmapped ops sum in
-    another order, and Adam turns that float32 rounding into updates of ±lr on the few entries
-    whose gradients are near 0 (seen: 1 entry of an 8-vector off by 2e-3 after 4 steps). Another
-    data order, key or weight moves nearly every entry by far more than 1e-5."""
-    close, total = 0, 0
+    """Every parameter array equal to 1e-5 of its largest entry plus 1 % of the distance Adam
+    can move an entry (learning_rate per step), but for at most one entry or 1 % of them:
+    vmapped ops sum in another order, and Adam turns that float32 rounding into updates of ±lr
+    on the few entries whose gradients are near 0 (seen: 1 entry of an 8-vector off by 2e-3
+    after 4 steps). Another data order, key or weight moves nearly every entry by far more."""
     for got, want in zip(params_of(vectorised), params_of(alone), strict=True):
-        error = np.abs(got - want)
-        assert error.max() <= 2 * learning_rate * steps, (
-            f"{what}: {want.shape} off by {error.max()}"
-        )
-        close += int((error <= 1e-5 * np.abs(want).max()).sum())
-        total += want.size
-    assert close >= 0.99 * total, f"{what}: only {close} of {total} parameter entries agree"
+        tolerance = 1e-5 * np.abs(want).max() + 0.01 * learning_rate * steps
+        off = int((np.abs(got - want) > tolerance).sum())
+        assert off <= max(1, want.size // 100), f"{what}: {off} of {want.size} entries differ"
 
 
 # FactorVAE's points are compared after 4 steps: its adversarial game amplifies rounding, and

@@ -27,9 +27,12 @@ POINTS_AXIS, DATA_AXIS = "points", "data"
 def make_mesh(num_points: int = 1) -> Mesh:
     """A ("points", "data") Mesh over every device of every process for a group of num_points
     vectorised points: the points axis has gcd(num_points, device count) devices (all points on
-    all devices when the counts share no factor), the data axis the rest."""
+    all devices when the counts share no factor), the data axis the rest. With several processes
+    the points axis is 1: each process feeds its share of every point's batch
+    (put_process_batch), which a points axis across processes would not match."""
     devices = np.asarray(jax.devices())
-    return Mesh(devices.reshape(math.gcd(num_points, devices.size), -1), (POINTS_AXIS, DATA_AXIS))
+    points = math.gcd(num_points, devices.size) if jax.process_count() == 1 else 1
+    return Mesh(devices.reshape(points, -1), (POINTS_AXIS, DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -68,7 +71,7 @@ def check_divisible(key: str, batch_size: int, mesh: Mesh) -> None:
 
 def put_process_batch(batch: Batch, mesh: Mesh) -> dict[str, jax.Array]:
     """This process's rows of the training batches of P points [P, B / process_count, ...] ->
-    global arrays [P, B, ...] split over the mesh along B.
+    global arrays [P, B, ...] split over the mesh's points (P) and data (B) axes.
 
     Starts the host-to-device copies and returns without waiting for them."""
     sharding = points_batch_sharded(mesh)

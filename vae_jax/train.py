@@ -466,8 +466,8 @@ class _Point:
 
 
 def _open_point(config: ml_collections.ConfigDict, workdir: Path, allow_change: bool) -> _Point:
-    """Checks `workdir` against `config` and opens the point's data and checkpoints, before
-    anything compiles (or any directory is made): missing data fails in seconds."""
+    """Checks `workdir` against `config` and opens the point's validation data and checkpoints,
+    before anything compiles (or any directory is made): missing data fails in seconds."""
     _check_workdir(workdir, config, allow_change)
     eval_data = data.eval_batches(config, "validation")  # missing data: DataNotFoundError
     manager = checkpoints.checkpoint_manager(

@@ -61,22 +61,6 @@ def factor_indices(flat_index: np.ndarray) -> np.ndarray:
     return np.stack(np.unravel_index(np.asarray(flat_index), FACTOR_SIZES), axis=-1)
 
 
-def factor_values(indices: np.ndarray) -> np.ndarray:
-    """Factor indices [N, 5] -> values [N, 5] float32: shape id, scale, angle (rad), x and y
-    in [0, 1]."""
-    indices = np.asarray(indices)
-    return np.stack(
-        [
-            indices[:, 0].astype(np.float32),
-            SCALES[indices[:, 1]],
-            ANGLES[indices[:, 2]],
-            POSITIONS[indices[:, 3]],
-            POSITIONS[indices[:, 4]],
-        ],
-        axis=-1,
-    )
-
-
 def _shape_frame(scale, cos, sin, pos_x, pos_y):
     """Pixel centres in each shape's own frame: per-image scale, cos and sin of the angle and
     the shape's centre in pixels, each [N, 1, 1] -> (u, v), each [N, 64, 64].
@@ -144,7 +128,9 @@ def render(indices: np.ndarray) -> np.ndarray:
 
 def render_jax(indices: jax.Array) -> jax.Array:
     """Factor indices [N, 5] int -> images [N, 64, 64, 1] float32 in {0, 1}, traceable (jit,
-    vmap): the same pixels as `render` (tested), computed where the array lives."""
+    vmap), computed where the array lives: the same pixels as `render` on XLA:CPU (all 737,280
+    images checked; a GPU or TPU that contracts a * b + c differently may flip a pixel on a
+    shape's edge)."""
     u, v = _shape_frame(*_pose(indices, jnp))
     shape = indices[:, 0, None, None]
     inside = jnp.where(
@@ -228,7 +214,7 @@ def device_train_batches(
     about 200,000 images/s on 2 CPU cores)."""
     replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
     train = _replicate(splits(SPLIT_SEED)["train"].astype(np.int32), replicated)
-    seeds = _replicate(np.asarray(seeds, np.int32), replicated)
+    seeds = _replicate(np.asarray(seeds, np.uint32), replicated)
 
     @functools.partial(jax.jit, out_shardings=sharding)
     def images(seeds: jax.Array, step: jax.Array, train: jax.Array) -> jax.Array:
