@@ -45,8 +45,12 @@ class DiagGaussian:
 
     def log_prob(self, z: jax.Array) -> jax.Array:
         """log N(z; mean, diag(var)) for z: [..., k] -> [...]."""
+        return jnp.sum(self.log_prob_per_dimension(z), axis=-1)
+
+    def log_prob_per_dimension(self, z: jax.Array) -> jax.Array:
+        """log N(z_i; mean_i, var_i) of each dimension for z: [..., k] -> [..., k]."""
         squared = jnp.square(z - self.mean) * jnp.exp(-self.log_var)
-        return -0.5 * jnp.sum(squared + self.log_var + LOG_2PI, axis=-1)
+        return -0.5 * (squared + self.log_var + LOG_2PI)
 
     def covariance(self) -> jax.Array:
         """[..., k, k] dense diagonal covariance."""

@@ -204,3 +204,37 @@ def labelled_grid_png(
     fig.suptitle(title, fontsize=11, y=1 - 0.12 / fig_height, va="top")
     fig.savefig(path)
     return path
+
+
+def group_rate_plot(
+    rates: np.ndarray, errors: np.ndarray, group_sizes: list[int], path: str | Path, title: str
+) -> Path:
+    """Bar chart of a hierarchical model's rate per latent group (top group first): rates and
+    their standard errors [L] in nats, each bar labelled with its share of the total rate and
+    the group's number of latents."""
+    from matplotlib.figure import Figure
+
+    rates, errors = np.asarray(rates, float), np.asarray(errors, float)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(max(4.0, 0.45 * len(rates) + 2.0), 3.6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(rates))
+    ax.bar(positions, rates, yerr=errors, color="tab:blue", capsize=2)
+    total = rates.sum()
+    for x, rate in zip(positions, rates):
+        ax.annotate(
+            f"{rate / total:.0%}",
+            (x, rate),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+        )
+    ax.set_xticks(positions, [f"{g}\n({k})" for g, k in zip(positions, group_sizes)], fontsize=7)
+    ax.set_xlabel("latent group, top first (latents)")
+    ax.set_ylabel("rate  KL(q(z_l|x, z_<l) ‖ p(z_l|z_<l))  [nats]")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path)
+    return path

@@ -128,6 +128,53 @@ class GaussianOptimalScale:
         )
 
 
+def _log_bin_probability(x: jax.Array, loc: jax.Array, log_scale: jax.Array) -> jax.Array:
+    """log P(x) of each value x on the 8-bit grid under a logistic(loc, e^log_scale) discretised
+    to bins of width 1/255, the edge bins extended to ±∞ (shapes broadcast).
+
+    An interior bin uses σ(a) − σ(b) = σ(a) σ(−b) (1 − e^(b−a)), which is accurate in float32
+    even when both sigmoids are close to 0 or to 1.
+    """
+    inv_scale = jnp.exp(-log_scale)
+    upper = (x - loc + 0.5 * BIN_WIDTH) * inv_scale
+    lower = (x - loc - 0.5 * BIN_WIDTH) * inv_scale
+    log_cdf_upper = jax.nn.log_sigmoid(upper)
+    log_survival_lower = jax.nn.log_sigmoid(-lower)
+    log_bin = log_cdf_upper + log_survival_lower + jnp.log(-jnp.expm1(-BIN_WIDTH * inv_scale))
+    return jnp.where(
+        x < 0.5 * BIN_WIDTH,
+        log_cdf_upper,
+        jnp.where(x > 1.0 - 0.5 * BIN_WIDTH, log_survival_lower, log_bin),
+    )
+
+
+def _logistic_mean(loc: jax.Array, log_scale: jax.Array) -> jax.Array:
+    """E[x] of the discretised logistic (see _log_bin_probability), in [0, 1].
+
+    Summed by parts, E[x] = w Σ_{j=1}^{255} P(x ≥ j w) with P(x ≥ j w) = σ((μ − (j − ½) w)/s):
+    one saturating sigmoid per bin edge and no differences of CDFs. The edges are a loop, so
+    memory stays that of `loc`.
+    """
+    loc, log_scale = jnp.broadcast_arrays(loc, log_scale)
+    inv_scale = jnp.exp(-log_scale)
+
+    def add_survival(j, total):
+        edge = (j - 0.5) * BIN_WIDTH
+        return total + jax.nn.sigmoid((loc - edge) * inv_scale)
+
+    total = jax.lax.fori_loop(1, NUM_LEVELS, add_survival, jnp.zeros_like(loc))
+    return total * BIN_WIDTH
+
+
+def _logistic_sample(key: jax.Array, loc: jax.Array, log_scale: jax.Array) -> jax.Array:
+    """A draw of the discretised logistic on the 8-bit grid: μ + s·l (l standard logistic)
+    rounded to the nearest level and clipped to [0, 1], which lands in each bin with exactly
+    its probability."""
+    noise = jax.random.logistic(key, _shape(loc, log_scale), loc.dtype)
+    levels = jnp.round((loc + jnp.exp(log_scale) * noise) * (NUM_LEVELS - 1))
+    return jnp.clip(levels, 0, NUM_LEVELS - 1) / (NUM_LEVELS - 1)
+
+
 @struct.dataclass
 class DiscretizedLogistic:
     """Logistic pixels discretised to 256 bins of width 1/255 on [0, 1] (PixelCNN++, VDVAE).
@@ -141,49 +188,86 @@ class DiscretizedLogistic:
     log_scale: jax.Array
 
     def log_prob(self, x: jax.Array) -> jax.Array:
-        """Σ log P(x) over pixels for x on the 8-bit grid {0, 1/255, ..., 1}: [...].
-
-        An interior bin uses σ(a) − σ(b) = σ(a) σ(−b) (1 − e^(b−a)), which is accurate in
-        float32 even when both sigmoids are close to 0 or to 1.
-        """
-        inv_scale = jnp.exp(-self.log_scale)
-        upper = (x - self.loc + 0.5 * BIN_WIDTH) * inv_scale
-        lower = (x - self.loc - 0.5 * BIN_WIDTH) * inv_scale
-        log_cdf_upper = jax.nn.log_sigmoid(upper)
-        log_survival_lower = jax.nn.log_sigmoid(-lower)
-        log_bin = log_cdf_upper + log_survival_lower + jnp.log(-jnp.expm1(-BIN_WIDTH * inv_scale))
-        log_p = jnp.where(
-            x < 0.5 * BIN_WIDTH,
-            log_cdf_upper,
-            jnp.where(x > 1.0 - 0.5 * BIN_WIDTH, log_survival_lower, log_bin),
-        )
-        return _sum_pixels(log_p)
+        """Σ log P(x) over pixels for x on the 8-bit grid {0, 1/255, ..., 1}: [...]."""
+        return _sum_pixels(_log_bin_probability(x, self.loc, self.log_scale))
 
     def mean(self) -> jax.Array:
         """E[x] = Σ_k (k/255) P(k/255) over the 256 levels: [..., H, W, C], in [0, 1].
 
         Not the location μ: with μ ≥ 1 and a huge scale (half the mass in each edge bin) E[x] is
-        about ½ while μ clipped is 1. Summed by parts, E[x] = w Σ_{j=1}^{255} P(x ≥ j w) with
-        P(x ≥ j w) = σ((μ − (j − ½) w)/s): one saturating sigmoid per bin edge and no
-        differences of CDFs. The edges are a loop, so memory stays that of one image batch.
-        """
-        loc, log_scale = jnp.broadcast_arrays(self.loc, self.log_scale)
-        inv_scale = jnp.exp(-log_scale)
-
-        def add_survival(j, total):
-            edge = (j - 0.5) * BIN_WIDTH
-            return total + jax.nn.sigmoid((loc - edge) * inv_scale)
-
-        total = jax.lax.fori_loop(1, NUM_LEVELS, add_survival, jnp.zeros_like(loc))
-        return total * BIN_WIDTH
+        about ½ while μ clipped is 1."""
+        return _logistic_mean(self.loc, self.log_scale)
 
     def sample(self, key: jax.Array) -> jax.Array:
         """x ~ p(x|z) on the 8-bit grid {0, 1/255, ..., 1}: [..., H, W, C] (loc and log_scale
-        broadcast). A logistic draw μ + s·l rounded to the nearest level and clipped to [0, 1],
-        which lands in each bin with exactly its probability P(x)."""
-        noise = jax.random.logistic(key, _shape(self.loc, self.log_scale), self.loc.dtype)
-        levels = jnp.round((self.loc + jnp.exp(self.log_scale) * noise) * (NUM_LEVELS - 1))
-        return jnp.clip(levels, 0, NUM_LEVELS - 1) / (NUM_LEVELS - 1)
+        broadcast)."""
+        return _logistic_sample(key, self.loc, self.log_scale)
 
 
-Likelihood = Bernoulli | Gaussian | GaussianOptimalScale | DiscretizedLogistic
+@struct.dataclass
+class DiscretizedMixLogistic:
+    """A mixture of K discretised logistics per pixel with channel-autoregressive means
+    (PixelCNN++, Salimans et al. 2017; VDVAE), on [0, 1] data with 8-bit bins.
+
+    Component k of pixel (h, w): P_k(x) = Π_c DL(x_c; μ_kc + Σ_{j<c} a_kcj x_j, s_kc), DL the
+    discretised logistic of DiscretizedLogistic (edge bins to ±∞); P(x) = Σ_k π_k P_k(x).
+
+    logits:       [..., H, W, K]       log π up to a constant
+    loc:          [..., H, W, C, K]    μ
+    log_scale:    [..., H, W, C, K]    ln s
+    coefficients: [..., H, W, C, C, K] a_kcj, read below the diagonal (j < c) only
+    """
+
+    logits: jax.Array
+    loc: jax.Array
+    log_scale: jax.Array
+    coefficients: jax.Array
+
+    def _component_locs(self, x: jax.Array) -> jax.Array:
+        """μ_kc + Σ_{j<c} a_kcj x_j for pixels x [..., H, W, C]: [..., H, W, C, K]."""
+        below = jnp.tril(jnp.ones(self.coefficients.shape[-3:-1], self.loc.dtype), -1)
+        shift = jnp.einsum("...cjk,cj,...j->...ck", self.coefficients, below, x)
+        return self.loc + shift
+
+    def log_prob(self, x: jax.Array) -> jax.Array:
+        """Σ over pixels of log Σ_k π_k P_k(x) for x on the 8-bit grid: [...]."""
+        log_bins = _log_bin_probability(x[..., None], self._component_locs(x), self.log_scale)
+        log_mix = jax.nn.log_softmax(self.logits, axis=-1) + jnp.sum(log_bins, axis=-2)
+        return jnp.sum(jax.nn.logsumexp(log_mix, axis=-1), axis=(-2, -1))
+
+    def mean(self) -> jax.Array:
+        """An image in [0, 1]: Σ_k π_k E_k[x], each component's channels in order with the
+        earlier channels at their component means. Exact for one channel; for RGB it is the
+        mean of the linearised autoregression (E[x_c | x_<c] is not linear at the edge bins)."""
+        weights = jax.nn.softmax(self.logits, axis=-1)
+        channels = self.loc.shape[-2]
+        means = []  # [..., H, W, K] per channel
+        for c in range(channels):
+            loc = self.loc[..., c, :]
+            for j in range(c):
+                loc = loc + self.coefficients[..., c, j, :] * means[j]
+            means.append(_logistic_mean(loc, self.log_scale[..., c, :]))
+        return jnp.sum(weights[..., None, :] * jnp.stack(means, axis=-2), axis=-1)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """x ~ p(x|z) on the 8-bit grid: a component k ~ π per pixel, then each channel from
+        its discretised logistic given the channels drawn before: [..., H, W, C]."""
+        component_key, *channel_keys = jax.random.split(key, 1 + self.loc.shape[-2])
+        component = jax.random.categorical(component_key, self.logits, axis=-1)
+        one_hot = jax.nn.one_hot(component, self.logits.shape[-1], dtype=self.loc.dtype)
+
+        def pick(values):  # [..., H, W, K] -> [..., H, W], the drawn component's
+            return jnp.sum(values * one_hot, axis=-1)
+
+        drawn = []
+        for c, channel_key in enumerate(channel_keys):
+            loc = pick(self.loc[..., c, :])
+            for j in range(c):
+                loc = loc + pick(self.coefficients[..., c, j, :]) * drawn[j]
+            drawn.append(_logistic_sample(channel_key, loc, pick(self.log_scale[..., c, :])))
+        return jnp.stack(drawn, axis=-1)
+
+
+Likelihood = (
+    Bernoulli | Gaussian | GaussianOptimalScale | DiscretizedLogistic | DiscretizedMixLogistic
+)

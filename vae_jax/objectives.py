@@ -43,23 +43,50 @@ class ElboTerms:
 
 
 def elbo_terms(
-    posterior: D.Gaussian, prior: D.Gaussian, likelihood: Likelihood, x: jax.Array
+    posterior: D.Gaussian,
+    prior: D.Gaussian,
+    likelihood: Likelihood,
+    x: jax.Array,
+    z: jax.Array | None = None,
 ) -> ElboTerms:
     """ELBO pieces for images x: [B, H, W, C] under a likelihood decoded from z ~ q(z|x).
 
     rate       = KL(q(z|x) || p(z))          [B]
     distortion = −log p(x|z)                 [B]
     elbo       = −(distortion + rate)        [B]
+
+    The rate is the closed-form KL, or, when the sample z [B, k] is given, its single-sample
+    estimate log q(z|x) − log p(z): for hierarchical posteriors whose later groups depend on
+    samples of earlier ones that the prior does not condition on (bottom-up inference), where
+    the closed form of each group's KL would be biased. Either way E_q[rate] is the KL.
     """
     distortion = -likelihood.log_prob(x)
-    if isinstance(posterior, D.DiagGaussian) and isinstance(prior, D.DiagGaussian):
+    both_diagonal = isinstance(posterior, D.DiagGaussian) and isinstance(prior, D.DiagGaussian)
+    if both_diagonal and z is None:
         rate_per_dim = D.kl_per_dimension(posterior, prior)
-        rate = jnp.sum(rate_per_dim, axis=-1)
+    elif both_diagonal:
+        rate_per_dim = posterior.log_prob_per_dimension(z) - prior.log_prob_per_dimension(z)
     else:
         rate_per_dim = None
+    if rate_per_dim is not None:
+        rate = jnp.sum(rate_per_dim, axis=-1)
+    elif z is None:
         rate = D.kl_divergence(posterior, prior)
+    else:
+        rate = posterior.log_prob(z) - prior.log_prob(z)
     return ElboTerms(
         rate=rate, distortion=distortion, elbo=-(rate + distortion), rate_per_dim=rate_per_dim
+    )
+
+
+def group_rates(rate_per_dim: jax.Array, group_sizes: tuple[int, ...]) -> jax.Array:
+    """The rate of each latent group of a hierarchical model, whose codes are the groups'
+    flattened latents concatenated in generative order (top first):
+    rate_per_dim [..., k] -> [..., L] with k = Σ group_sizes."""
+    bounds = np.cumsum((0,) + tuple(group_sizes))
+    return jnp.stack(
+        [jnp.sum(rate_per_dim[..., a:b], axis=-1) for a, b in zip(bounds[:-1], bounds[1:])],
+        axis=-1,
     )
 
 

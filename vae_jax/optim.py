@@ -30,13 +30,18 @@ def learning_rate(train_config: ml_collections.ConfigDict) -> optax.ScalarOrSche
     return t.learning_rate
 
 
+# train.optimizer: Adam, or Adamax (Adam with an infinity-norm second moment), which VDVAE and
+# Efficient-VDVAE train their hierarchical models with for its stability.
+OPTIMIZERS = {"adam": optax.adam, "adamax": optax.adamax}
+
+
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam at learning_rate(train_config), after global-norm clipping when grad_clip_norm is
-    set."""
-    adam = optax.adam(learning_rate(train_config))
+    """train.optimizer at learning_rate(train_config), after global-norm clipping when
+    grad_clip_norm is set."""
+    optimizer = OPTIMIZERS[train_config.optimizer](learning_rate(train_config))
     if train_config.grad_clip_norm is None:
-        return adam
-    return optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), adam)
+        return optimizer
+    return optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), optimizer)
 
 
 # FactorVAE's discriminator trains with its own Adam (Kim & Mnih 2018, as in disentanglement_lib).

@@ -26,6 +26,9 @@ METRICS = {
     "loss": Metric("loss", "lower", ".2f"),
     "elbo": Metric("ELBO", "higher", ".2f"),
     "rate": Metric("rate", "", ".2f"),
+    "rate_group": Metric("rate of group", "", ".2f"),  # rate_group_<g>: hierarchical models
+    "rate_share_group": Metric("rate share of group", "", ".3f"),  # its fraction of the rate
+    "iwae_bound": Metric("IWAE bound", "higher", ".2f"),
     "distortion": Metric("distortion", "lower", ".2f"),
     "elbo_bits_per_dim": Metric("ELBO bits/dim", "lower", ".3f"),
     "iwae_nll": Metric("IWAE NLL", "lower", ".2f"),
@@ -60,9 +63,18 @@ METRICS = {
 ARROWS = {"higher": " ↑", "lower": " ↓", "": ""}
 
 
+def _name_and_group(key: str) -> tuple[str, int | None]:
+    """("rate_group", 3) for "test/rate_group_3", ("elbo", None) for "test/elbo"."""
+    name = key.rsplit("/", 1)[-1]
+    base, _, group = name.rpartition("_")
+    if base in ("rate_group", "rate_share_group") and group.isdigit():
+        return base, int(group)
+    return name, None
+
+
 def metric(key: str) -> Metric:
-    """The table entry of `key`, a split prefix ("test/") ignored."""
-    return METRICS[key.rsplit("/", 1)[-1]]
+    """The table entry of `key`, a split prefix ("test/") and a group number ignored."""
+    return METRICS[_name_and_group(key)[0]]
 
 
 def mean_with_error(key: str, values: np.ndarray) -> dict[str, float]:
@@ -77,13 +89,19 @@ def mean_with_error(key: str, values: np.ndarray) -> dict[str, float]:
 def label(key: str) -> str:
     """The label, after the split when prefixed: "test/elbo" -> "test ELBO"."""
     split = key.rsplit("/", 1)[0] + " " if "/" in key else ""
-    return split + metric(key).label
+    group = _name_and_group(key)[1]
+    return split + metric(key).label + ("" if group is None else f" {group}")
 
 
 def in_table_order(keys) -> list[str]:
     """`keys` sorted as the metric table lists them (log lines read the same every time)."""
     order = list(METRICS)
-    return sorted(keys, key=lambda key: order.index(key.rsplit("/", 1)[-1]))
+
+    def position(key: str) -> tuple[int, int]:
+        name, group = _name_and_group(key)
+        return order.index(name), -1 if group is None else group
+
+    return sorted(keys, key=position)
 
 
 def header(key: str) -> str:

@@ -42,8 +42,9 @@ from vae_jax import config as config_lib
 from vae_jax import objectives as O
 from vae_jax.data import shapes
 from vae_jax.evaluation import likelihood
-from vae_jax.models import VAE, make_model
+from vae_jax.models import Model, make_model
 from vae_jax.models.discriminator import Discriminator
+from vae_jax.models.heads import EIGHT_BIT_LIKELIHOODS
 from vae_jax.preemption import StoppedBySignal
 from vae_jax.writers import MetricsWriter, drop_metrics_after
 
@@ -97,7 +98,7 @@ INIT_COMPILER_OPTIONS = {
 
 
 def create_train_state(
-    model: VAE,
+    model: Model,
     optimizer: optax.GradientTransformation,
     image_shape: tuple[int, int, int],
     key: jax.Array,
@@ -225,7 +226,7 @@ def point_of(tree, index: int):
 
 
 def make_train_step(
-    model: VAE,
+    model: Model,
     optimizer: optax.GradientTransformation,
     config: ml_collections.ConfigDict,
     mesh: jax.sharding.Mesh,
@@ -245,6 +246,7 @@ def make_train_step(
     applied updates.
     """
     skip_grad_norm = config.train.skip_grad_norm
+    iwae_samples = config.objective.iwae_samples
     decay = config.train.ema_decay
     regularizers = make_regularizers(config)
     factor_vae = config.objective.kind == "factor_vae"
@@ -255,9 +257,22 @@ def make_train_step(
         discriminator_params = state.discriminator.params if factor_vae else None
 
         def loss_fn(params):
+            if iwae_samples > 1:
+                out = model.apply(params, x, step_key, iwae_samples)  # over [S, B]
+                log_px, log_pz, log_qz = out.log_weight_terms(x)
+                bound = O.iwae_bound(log_px, log_pz, log_qz, axis=0)
+                terms = O.ElboTerms(
+                    rate=jnp.mean(log_qz - log_pz, axis=0),
+                    distortion=-jnp.mean(log_px, axis=0),
+                    elbo=jnp.mean(log_px + log_pz - log_qz, axis=0),
+                )
+                return -jnp.mean(bound), (terms, {"iwae_bound": jnp.mean(bound)}, None)
             out = model.apply(params, x, step_key)
-            terms = O.elbo_terms(out.posterior, model.prior, out.likelihood, x)
+            terms = out.elbo_terms(x)
             values = regularizers(out, discriminator_params)
+            if len(model.group_sizes) > 1:
+                rates = jnp.mean(O.group_rates(terms.rate_per_dim, model.group_sizes), axis=0)
+                values.update({f"rate_group_{g}": rate for g, rate in enumerate(rates)})
             loss = O.loss(terms, weights.objective, state.step, values)
             return loss, (terms, values, out.z)
 
@@ -307,17 +322,17 @@ def make_train_step(
     )
 
 
-def make_figure_fns(model: VAE) -> tuple[Callable, Callable]:
-    """Jitted reconstruct(params, x) -> mean image at the posterior mean, and
+def make_figure_fns(model: Model) -> tuple[Callable, Callable]:
+    """Jitted reconstruct(params, x) -> mean image at the posterior mean (every group's), and
     sample(params, key, n) -> mean images of n codes from the prior."""
 
     def reconstruct(params, x):
-        posterior = model.apply(params, x, method=VAE.encode)
-        return model.apply(params, posterior.mean, method=VAE.decode).mean()
+        groups = len(model.group_sizes)
+        key = jax.random.key(0)  # unused: every group is at its posterior mean
+        return model.apply(params, x, key, groups, method="reconstruct").mean()
 
     def sample(params, key, n: int):
-        z = model.prior.sample(key, (n,))
-        return model.apply(params, z, method=VAE.decode).mean()
+        return model.apply(params, key, n, method="generate").mean()
 
     return jax.jit(reconstruct), jax.jit(sample, static_argnums=2)
 
@@ -571,7 +586,7 @@ def group_batches(
 
 def _train_group(
     points: list[_Point],
-    model: VAE,
+    model: Model,
     optimizer: optax.GradientTransformation,
     image_shape: tuple[int, int, int],
     eval_mesh: jax.sharding.Mesh,
@@ -623,7 +638,9 @@ def _train_group(
         metrics = {}
         for name in EVAL_METRICS:
             metrics.update(report.mean_with_error(f"validation/{name}", values[name]))
-        if config.model.likelihood == "discretized_logistic":  # a likelihood of 8-bit data
+        if "rate_groups" in values:
+            metrics.update(likelihood.group_rate_metrics(values["rate_groups"], "validation/"))
+        if config.model.likelihood in EIGHT_BIT_LIKELIHOODS:
             bits = O.bits_per_dim(-metrics["validation/elbo"], image_shape)
             metrics["validation/elbo_bits_per_dim"] = bits
         if point.best is None or metrics["validation/elbo"] > point.best["validation/elbo"]:

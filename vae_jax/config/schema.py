@@ -32,14 +32,27 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict(
         dict(
-            kind="conv",  # conv | mlp
-            latent_dim=10,
-            channels=(32, 32, 64, 64),  # conv: one stride-2 stage per entry
-            hidden=(256,),  # dense layers between the conv stack and the latent (mlp: all layers)
-            posterior="diag",  # diag | full
-            # bernoulli | gaussian | gaussian_learned | gaussian_optimal | discretized_logistic
+            kind="conv",  # conv | mlp | hierarchical | ladder_mlp (vae_jax/models/)
+            latent_dim=10,  # conv, mlp
+            # conv: one stride-2 stage per entry; hierarchical: the width at each resolution
+            channels=(32, 32, 64, 64),
+            # dense layers between the conv stack and the latent (mlp: all layers; ladder_mlp:
+            # the layers between x and z_1)
+            hidden=(256,),
+            posterior="diag",  # diag | full (conv, mlp)
+            # bernoulli | gaussian | gaussian_learned | gaussian_optimal | discretized_logistic |
+            # discretized_mix_logistic
             likelihood="bernoulli",
             gaussian_scale=0.1,  # σ of the fixed-scale gaussian likelihood
+            mixture_components=10,  # discretized_mix_logistic: logistics per pixel
+            # hierarchical: descending resolutions (the first the image size), encoder blocks and
+            # decoder blocks (= latent groups) at each, latent channels per group, and the
+            # residual blocks' inner width over the stream's
+            resolutions=(32, 16, 8, 4, 1),
+            blocks=(2, 2, 2, 2, 1),
+            latent_channels=8,
+            bottleneck_ratio=0.25,
+            latent_dims=(100, 50),  # ladder_mlp: latents per stochastic layer, bottom (z_1) up
         )
     )
 
@@ -63,6 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
             factor_vae_gamma=10.0,  # factor_vae: the weight of the discriminator's TC estimate
             dip_lambda_od=1.0,  # dip_vae_i / dip_vae_ii: off-diagonal weight ...
             dip_lambda_d=10.0,  # ... and diagonal weight
+            # > 1: train on the importance-weighted bound with this many samples (Burda et al.
+            # 2016; beta_vae with β = 1 and no warm-up or free bits)
+            iwae_samples=1,
         )
     )
 
@@ -71,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
             batch_size=64,
             num_steps=100_000,
             learning_rate=1e-3,
+            optimizer="adam",  # adam | adamax
             lr_schedule="constant",  # constant | cosine (decays to 0 at schedule_steps)
             warmup_steps=0,  # linear learning-rate warm-up
             # Length of the learning-rate schedule; None: num_steps at the run's start. Recorded

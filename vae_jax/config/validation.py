@@ -9,7 +9,8 @@ import ml_collections
 
 from vae_jax.data import shapes
 
-MODEL_KINDS = ("conv", "mlp")
+MODEL_KINDS = ("conv", "mlp", "hierarchical", "ladder_mlp")
+HIERARCHICAL_KINDS = ("hierarchical", "ladder_mlp")
 POSTERIORS = ("diag", "full")
 LIKELIHOODS = (
     "bernoulli",
@@ -17,7 +18,9 @@ LIKELIHOODS = (
     "gaussian_learned",
     "gaussian_optimal",
     "discretized_logistic",
+    "discretized_mix_logistic",
 )
+OPTIMIZERS = ("adam", "adamax")
 LR_SCHEDULES = ("constant", "cosine")
 CROPS = ("center148", "nvae", "none")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -148,6 +151,101 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
     )
 
 
+def _check_sizes(config: ml_collections.ConfigDict, key: str) -> None:
+    sizes = _lookup(config, key)
+    _require(
+        isinstance(sizes, (tuple, list))
+        and len(sizes) > 0
+        and all(_is_number(n, integer=True) and n >= 1 for n in sizes),
+        key,
+        sizes,
+        "must be a non-empty sequence of integers >= 1, e.g. (32, 64)",
+    )
+
+
+def _check_hierarchical(config: ml_collections.ConfigDict) -> None:
+    """The hierarchical model's resolutions, blocks and channels agree with each other and the
+    image size."""
+    m = config.model
+    for key in ("model.resolutions", "model.blocks", "model.channels"):
+        _check_sizes(config, key)
+    resolutions = tuple(m.resolutions)
+    _require(
+        resolutions[0] == config.dataset.image_size,
+        "model.resolutions",
+        resolutions,
+        f"must start at the image size dataset.image_size={config.dataset.image_size}",
+    )
+    _require(
+        all(a > b and a % b == 0 for a, b in zip(resolutions, resolutions[1:])),
+        "model.resolutions",
+        resolutions,
+        "must descend, each dividing the one before (e.g. (32, 16, 8, 4, 1))",
+    )
+    for key in ("model.blocks", "model.channels"):
+        value = tuple(_lookup(config, key))
+        _require(
+            len(value) == len(resolutions),
+            key,
+            value,
+            f"needs one entry per resolution of model.resolutions={resolutions}",
+        )
+    _at_least(config, "model.latent_channels", 1, integer=True)
+    ratio = m.bottleneck_ratio
+    _require(
+        _is_number(ratio) and 0 < ratio <= 1,
+        "model.bottleneck_ratio",
+        ratio,
+        "must be in (0, 1]: the blocks' inner width over the stream's (VDVAE: 0.25)",
+    )
+
+
+def _check_flat_only(config: ml_collections.ConfigDict) -> None:
+    """What needs a one-group model's single code vector: full posteriors, free bits per
+    dimension, and the disentangling objectives' regularisers on q(z|x)."""
+    kind = config.model.kind
+    _require(
+        config.model.posterior == "diag",
+        "model.posterior",
+        config.model.posterior,
+        f"model.kind={kind!r} has diagonal posteriors only: use diag",
+    )
+    _require(
+        config.objective.kind in ("beta_vae", "annealed"),
+        "objective.kind",
+        config.objective.kind,
+        f"model.kind={kind!r} trains with beta_vae or annealed (the disentangling regularisers "
+        "are defined on one code vector)",
+    )
+    _require(
+        config.objective.free_bits == 0,
+        "objective.free_bits",
+        config.objective.free_bits,
+        f"model.kind={kind!r}: free bits are per dimension of one code vector; leave it at 0",
+    )
+
+
+def _check_iwae(config: ml_collections.ConfigDict) -> None:
+    """objective.iwae_samples > 1 trains on the IWAE bound: the plain bound, nothing reweighted."""
+    objective = config.objective
+    _at_least(config, "objective.iwae_samples", 1, integer=True)
+    if objective.iwae_samples == 1:
+        return
+    plain = (
+        objective.kind == "beta_vae"
+        and objective.beta == 1.0
+        and objective.kl_warmup_steps == 0
+        and objective.free_bits == 0
+    )
+    _require(
+        plain,
+        "objective.iwae_samples",
+        objective.iwae_samples,
+        "the IWAE bound trains as it is: it needs objective.kind='beta_vae' with beta=1, "
+        "kl_warmup_steps=0 and free_bits=0 (or set iwae_samples=1)",
+    )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for the first invalid value found: a wrong type, a value out of range,
     an unknown name, or an unknown dataset."""
@@ -157,6 +255,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _one_of(config, "model.posterior", POSTERIORS)
     _one_of(config, "model.likelihood", LIKELIHOODS)
     _one_of(config, "train.lr_schedule", LR_SCHEDULES)
+    _one_of(config, "train.optimizer", OPTIMIZERS)
     _one_of(config, "train.compute_dtype", COMPUTE_DTYPES)
     _one_of(config, "objective.kind", OBJECTIVES)
     _one_of(config, "objective.tc_estimator", TC_ESTIMATORS)
@@ -179,6 +278,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "eval.iwae_samples",
         "eval.iwae_chunk",
         "eval.num_figures",
+        "model.mixture_components",
     ):
         _at_least(config, key, 1, integer=True)
     for key in (
@@ -227,6 +327,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
             sizes,
             "must be a sequence of integers >= 1, e.g. (32, 64)",
         )
+    _check_iwae(config)
+    if config.model.kind in HIERARCHICAL_KINDS:
+        _check_flat_only(config)
+    if config.model.kind == "hierarchical":
+        _check_hierarchical(config)
+    if config.model.kind == "ladder_mlp":
+        _check_sizes(config, "model.latent_dims")
+        _check_sizes(config, "model.hidden")
     if config.dataset.name == "image_folder":
         _require(
             bool(config.dataset.path),

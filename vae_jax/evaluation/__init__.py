@@ -24,6 +24,7 @@ from vae_jax import config as config_lib
 from vae_jax import data, figures, parallel, report, writers
 from vae_jax import objectives as O
 from vae_jax.evaluation import disentanglement, likelihood, probes
+from vae_jax.models.heads import EIGHT_BIT_LIKELIHOODS
 
 if TYPE_CHECKING:
     from vae_jax.run import Run
@@ -51,10 +52,12 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
         )
 
     test = per_example("test", cfg.analysis_examples)
-    codes = test["mean"]
-    results = {"step": run.step, "ema": run.ema, "num_examples": len(codes)}
+    results = {"step": run.step, "ema": run.ema, "num_examples": len(test["elbo"])}
     for name in ("elbo", "rate", "distortion"):
         results.update(report.mean_with_error(name, test[name]))
+    if "rate_groups" in test:
+        results.update(likelihood.group_rate_metrics(test["rate_groups"]))
+        results["group_sizes"] = list(run.group_sizes)
 
     images = np.concatenate([b["image"] for b in run.dataset("test", cfg.iwae_examples)])
     nll = likelihood.iwae_nll(
@@ -67,12 +70,15 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
         # −ELBO of the same examples, for the gap to the IWAE bound
         iwae_examples_neg_elbo=float(-test["elbo"][: len(nll)].mean()),
     )
-    if run.config.model.likelihood == "discretized_logistic":
+    if run.config.model.likelihood in EIGHT_BIT_LIKELIHOODS:
         bits = O.bits_per_dim(nll, run.image_shape)
         results.update(report.mean_with_error("bits_per_dim", bits))
         elbo_bits = O.bits_per_dim(-test["elbo"], run.image_shape)
         results.update(report.mean_with_error("elbo_bits_per_dim", elbo_bits))
 
+    if "mean" not in test:  # hierarchical: no single code vector for the code-based metrics
+        return results
+    codes = test["mean"]
     num_active, variances = likelihood.active_units(codes)
     results.update(
         kl_per_dim=test["kl_per_dim"].mean(0).tolist(),
@@ -148,6 +154,22 @@ MAX_TRAVERSAL_ROWS = 10
 FIGURE_COLUMNS = 8
 
 
+def traversal_figure(run: Run, results: dict, image: np.ndarray) -> tuple:
+    """Traversals of the active dimensions with the most KL (all dimensions by KL when none
+    is active) of one image [H, W, C], as an analysis_figures entry."""
+    kl = np.asarray(results["kl_per_dim"])
+    active = np.asarray(results["active_unit_variances"]) > likelihood.ACTIVE_UNIT_THRESHOLD
+    by_kl = [int(d) for d in np.argsort(-kl) if active[d]] or [int(d) for d in np.argsort(-kl)]
+    dims = by_kl[:MAX_TRAVERSAL_ROWS]
+    return (
+        np.asarray(run.traverse(image, dims, TRAVERSAL_VALUES)),
+        f"Latent traversals of one test image (active dimensions by KL): E[x] under p(x|z), "
+        f"step {run.step}",
+        [f"z{d}  KL {kl[d]:.2f}" for d in dims],
+        [f"{v:+g}" for v in TRAVERSAL_VALUES],
+    )
+
+
 def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple]:
     """Figure name -> (images [R, C, H, W, ch], title, row labels, column labels)."""
     images = np.concatenate([b["image"] for b in run.dataset("test", 2 * FIGURE_COLUMNS)])
@@ -170,17 +192,21 @@ def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple
             None,
             None,
         )
-    kl = np.asarray(results["kl_per_dim"])
-    active = np.asarray(results["active_unit_variances"]) > likelihood.ACTIVE_UNIT_THRESHOLD
-    by_kl = [int(d) for d in np.argsort(-kl) if active[d]] or [int(d) for d in np.argsort(-kl)]
-    dims = by_kl[:MAX_TRAVERSAL_ROWS]
-    figures_["traversals"] = (
-        np.asarray(run.traverse(inputs[0], dims, TRAVERSAL_VALUES)),
-        f"Latent traversals of one test image (active dimensions by KL): E[x] under p(x|z), "
-        f"step {run.step}",
-        [f"z{d}  KL {kl[d]:.2f}" for d in dims],
-        [f"{v:+g}" for v in TRAVERSAL_VALUES],
-    )
+    if "kl_per_dim" in results:
+        figures_["traversals"] = traversal_figure(run, results, inputs[0])
+    num_groups = len(run.group_sizes)
+    if num_groups > 1:
+        kept = sorted({int(k) for k in np.linspace(0, num_groups, min(num_groups + 1, 7))})
+        rows = [inputs] + [
+            np.asarray(run.reconstruct(inputs, k, jax.random.fold_in(key, k))) for k in kept
+        ]
+        figures_["group_reconstructions"] = (
+            np.stack(rows),
+            f"Posterior means of the top k of {num_groups} latent groups, the rest drawn from "
+            f"the prior (t = 1): E[x] under p(x|z), step {run.step}",
+            ["test input"] + [f"top {k}" for k in kept],
+            None,
+        )
     pairs = [
         np.asarray(run.interpolate(images[i], images[FIGURE_COLUMNS + i], FIGURE_COLUMNS))
         for i in range(4)
@@ -222,6 +248,15 @@ def analyze(
         flat = images.reshape((-1,) + images.shape[2:])
         writer.write_images(
             run.step, {f"analysis/{name}": figures.image_grid(flat, images.shape[1])}
+        )
+    groups = len(run.group_sizes)
+    if groups > 1:
+        figures.group_rate_plot(
+            [results[f"rate_group_{g}"] for g in range(groups)],
+            [results[f"rate_group_{g}_se"] for g in range(groups)],
+            list(run.group_sizes),
+            workdir / "figures" / "group_rates.png",
+            f"Rate per latent group on the test split, step {run.step}",
         )
     writer.close()
     return results

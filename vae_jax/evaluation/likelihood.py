@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import data, parallel
+from vae_jax import data, parallel, report
 from vae_jax import distributions as D
 from vae_jax import objectives as O
-from vae_jax.models import VAE
+from vae_jax.models import Model, is_hierarchical
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Cov_x(E_q[z_i]) above this is active
 IWAE_IMAGES_PER_CALL = 2048  # importance samples x images per decoder call
@@ -33,21 +33,23 @@ def marginal_kl_per_dimension(posterior: D.Gaussian) -> jax.Array:
     return D.kl_per_dimension(marginal, D.standard_normal(posterior.mean.shape[-1]))
 
 
-def make_elbo_fn(model: VAE, mesh: jax.sharding.Mesh) -> Callable:
+def make_elbo_fn(model: Model, mesh: jax.sharding.Mesh) -> Callable:
     """Jitted elbo_fn(params, x, key) -> per-example dict for images x [B, H, W, C], one
-    z ~ q(z|x) each: elbo, rate, distortion [B], the posterior "mean" [B, k] and the marginal
-    "kl_per_dim" [B, k]. x is split over the mesh; the outputs are whole on every device."""
+    z ~ q(z|x) each: elbo, rate, distortion [B]; for a one-group model the posterior "mean"
+    [B, k] and the marginal "kl_per_dim" [B, k]; for a hierarchical one the rate of each
+    group "rate_groups" [B, L] (objectives.group_rates). x is split over the mesh; the outputs
+    are whole on every device."""
 
     def elbo_fn(params, x, key):
         out = model.apply(params, x, key)
-        terms = O.elbo_terms(out.posterior, model.prior, out.likelihood, x)
-        return dict(
-            elbo=terms.elbo,
-            rate=terms.rate,
-            distortion=terms.distortion,
-            mean=out.posterior.mean,
-            kl_per_dim=marginal_kl_per_dimension(out.posterior),
-        )
+        terms = out.elbo_terms(x)
+        values = dict(elbo=terms.elbo, rate=terms.rate, distortion=terms.distortion)
+        if is_hierarchical(model):
+            values["rate_groups"] = O.group_rates(terms.rate_per_dim, model.group_sizes)
+        else:
+            values["mean"] = out.posterior.mean
+            values["kl_per_dim"] = marginal_kl_per_dimension(out.posterior)
+        return values
 
     replicated, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     return jax.jit(
@@ -79,15 +81,13 @@ def elbo_per_example(
     return {name: np.concatenate(values) for name, values in outputs.items()}
 
 
-def make_log_weight_terms_fn(model: VAE) -> Callable:
+def make_log_weight_terms_fn(model: Model) -> Callable:
     """Jitted terms(params, x, key, num_samples) -> (log p(x|z_s), log p(z_s), log q(z_s|x)),
-    each [S, B], for z_s ~ q(z|x) and images x [B, H, W, C]."""
+    each [S, B], for z_s ~ q(z|x) and images x [B, H, W, C] (hierarchical models: every
+    group's prior and posterior, see models/hierarchical.py)."""
 
     def terms(params, x, key, num_samples: int):
-        posterior = model.apply(params, x, method=VAE.encode)
-        z = posterior.sample(key, (num_samples,))  # [S, B, k]
-        likelihood = model.apply(params, z, method=VAE.decode)
-        return likelihood.log_prob(x), model.prior.log_prob(z), posterior.log_prob(z)
+        return model.apply(params, x, key, num_samples).log_weight_terms(x)
 
     return jax.jit(terms, static_argnums=3)
 
@@ -107,7 +107,7 @@ def iwae_bound_chunked(
 
 
 def iwae_nll(
-    model: VAE, params, images: np.ndarray, key: jax.Array, num_samples: int, chunk_size: int
+    model: Model, params, images: np.ndarray, key: jax.Array, num_samples: int, chunk_size: int
 ) -> np.ndarray:
     """−IWAE bound per image [N] for images [N, H, W, C], decoding about IWAE_IMAGES_PER_CALL
     images per call (larger calls are memory-bound on CPU)."""
@@ -133,3 +133,14 @@ def active_units(means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD):
     means: [N, k] posterior means. Returns (number active, variances [k])."""
     variances = np.var(np.asarray(means, np.float64), axis=0)
     return int(np.sum(variances > threshold)), variances
+
+
+def group_rate_metrics(rate_groups: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """rate_group_<g> (nats, ± s.e.) and rate_share_group_<g> (its fraction of the total mean
+    rate) of per-example group rates [N, L], top group first; keys after `prefix`."""
+    results = {}
+    total = float(np.mean(rate_groups.sum(axis=1)))
+    for g in range(rate_groups.shape[1]):
+        results.update(report.mean_with_error(f"{prefix}rate_group_{g}", rate_groups[:, g]))
+        results[f"{prefix}rate_share_group_{g}"] = float(np.mean(rate_groups[:, g])) / total
+    return results

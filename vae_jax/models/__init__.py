@@ -1,42 +1,39 @@
-"""Models: the VAE (encoder + decoder + standard normal prior) and `make_model`, which builds it
-from the `model` config section. One file per model family:
+"""Models: the one-group VAE (encoder + decoder + standard normal prior), the hierarchical
+models, and `make_model`, which builds the one named by model.kind. One file per model family:
 
-    heads.py    Gaussian posterior head, likelihood heads
-    layers.py   Upsample2x (fast stride-2 transposed conv), dense stacks, batch folding
-    conv.py     ConvEncoder / ConvDecoder        (model.kind="conv")
-    mlp.py      MlpEncoder / MlpDecoder          (model.kind="mlp")
-    discriminator.py  FactorVAE's discriminator    (objective.kind="factor_vae")
+    heads.py          Gaussian posterior head, likelihood heads
+    layers.py         Upsample2x (fast stride-2 transposed conv), dense stacks, batch folding
+    conv.py           ConvEncoder / ConvDecoder        (model.kind="conv")
+    mlp.py            MlpEncoder / MlpDecoder          (model.kind="mlp")
+    hierarchical.py   TopDownVAE, LadderMlpVAE         (model.kind="hierarchical", "ladder_mlp")
+    discriminator.py  FactorVAE's discriminator        (objective.kind="factor_vae")
+    output.py         VaeOutput, what every model's forward pass returns
 
 Encoders map images [..., H, W, C] in [0, 1] to a posterior q(z|x) over [..., k]; decoders map
 codes [..., k] to a likelihood p(x|z) over [..., H, W, C]. Leading axes beyond the batch (e.g. K
-importance samples) pass through. Modules never call `jit`.
+importance samples) pass through. Every model has the methods listed in hierarchical.py's
+docstring (__call__, encode, decode, generate, reconstruct) and `group_sizes`, the latents of each
+group (one group here). Modules never call `jit`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
-from flax import struct
 
 from vae_jax import distributions as D
 from vae_jax import likelihoods as L
 from vae_jax.models.conv import ConvDecoder, ConvEncoder
 from vae_jax.models.heads import LOG_VAR_RANGE
+from vae_jax.models.hierarchical import LadderMlpVAE, TopDownVAE, scaled_draw, temperatures
 from vae_jax.models.mlp import MlpDecoder, MlpEncoder
+from vae_jax.models.output import VaeOutput
 
-__all__ = ["LOG_VAR_RANGE", "VAE", "VaeOutput", "make_model"]
-
-
-@struct.dataclass
-class VaeOutput:
-    """What one forward pass produces: q(z|x) over [B, k], z ~ q [B, k] and p(x|z) over
-    [B, H, W, C]."""
-
-    posterior: D.Gaussian
-    z: jax.Array
-    likelihood: L.Likelihood
+__all__ = ["LOG_VAR_RANGE", "VAE", "Model", "VaeOutput", "is_hierarchical", "make_model"]
 
 
 class VAE(nn.Module):
@@ -46,11 +43,20 @@ class VAE(nn.Module):
     decoder: nn.Module
     latent_dim: int
 
-    def __call__(self, x: jax.Array, key: jax.Array) -> VaeOutput:
-        """x: [B, H, W, C] in [0, 1]; key: sampling key for z ~ q(z|x)."""
+    @property
+    def group_sizes(self) -> tuple[int, ...]:
+        return (self.latent_dim,)
+
+    @property
+    def prior(self) -> D.DiagGaussian:
+        return D.standard_normal(self.latent_dim)
+
+    def __call__(self, x: jax.Array, key: jax.Array, num_samples: int | None = None) -> VaeOutput:
+        """x: [B, H, W, C] in [0, 1]; key: sampling key for z ~ q(z|x). With num_samples S,
+        S codes per image decoded at once: outputs over [S, B]."""
         posterior = self.encoder(x)
-        z = posterior.sample(key)
-        return VaeOutput(posterior=posterior, z=z, likelihood=self.decoder(z))
+        z = posterior.sample(key, () if num_samples is None else (num_samples,))
+        return VaeOutput(posterior=posterior, prior=self.prior, z=z, likelihood=self.decoder(z))
 
     def encode(self, x: jax.Array) -> D.Gaussian:
         return self.encoder(x)
@@ -58,28 +64,64 @@ class VAE(nn.Module):
     def decode(self, z: jax.Array) -> L.Likelihood:
         return self.decoder(z)
 
-    @property
-    def prior(self) -> D.DiagGaussian:
-        return D.standard_normal(self.latent_dim)
+    def generate(
+        self, key: jax.Array, n: int, temperature: float | Sequence[float] = 1.0
+    ) -> L.Likelihood:
+        """p(x|z) for n codes z ~ N(0, t² I)."""
+        (t,) = temperatures(temperature, 1)
+        return self.decoder(t * jax.random.normal(key, (n, self.latent_dim)))
+
+    def reconstruct(
+        self, x: jax.Array, key: jax.Array, groups: int = 1, temperature: float = 1.0
+    ) -> L.Likelihood:
+        """p(x|z) at the posterior mean (groups=1), or at a prior draw (groups=0)."""
+        if groups >= 1:
+            return self.decoder(self.encoder(x).mean)
+        prior = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(x), self.latent_dim)), self.prior)
+        return self.decoder(scaled_draw(prior, key, temperature))
+
+
+Model = VAE | TopDownVAE | LadderMlpVAE
+
+
+def is_hierarchical(model: Model) -> bool:
+    """Whether the model has several latent groups (encode returns one posterior per group)."""
+    return not isinstance(model, VAE)
 
 
 def make_model(
     model_config: ml_collections.ConfigDict,
     image_shape: tuple[int, int, int],
     compute_dtype: str = "float32",
-) -> VAE:
+) -> Model:
     """The VAE described by the `model` config section, for images of `image_shape` (H, W, C).
 
     compute_dtype ("float32" or "bfloat16"): activations and matmuls of the encoder and decoder
     layers. Parameters, posterior and likelihood parameters stay float32 either way."""
     m = model_config
     dtype = jnp.dtype(compute_dtype)
+    likelihood = dict(
+        likelihood=m.likelihood,
+        gaussian_scale=m.gaussian_scale,
+        mixture_components=m.mixture_components,
+        dtype=dtype,
+    )
+    if m.kind == "hierarchical":
+        return TopDownVAE(
+            image_shape,
+            tuple(m.resolutions),
+            tuple(m.blocks),
+            tuple(m.channels),
+            m.latent_channels,
+            bottleneck_ratio=m.bottleneck_ratio,
+            **likelihood,
+        )
+    if m.kind == "ladder_mlp":
+        return LadderMlpVAE(image_shape, tuple(m.hidden), tuple(m.latent_dims), **likelihood)
     if m.kind == "conv":
         encoder = ConvEncoder(m.channels, m.hidden, m.latent_dim, m.posterior, dtype)
-        decoder = ConvDecoder(
-            m.channels, m.hidden, image_shape, m.likelihood, m.gaussian_scale, dtype
-        )
+        decoder = ConvDecoder(m.channels, m.hidden, image_shape, **likelihood)
     else:
         encoder = MlpEncoder(m.hidden, m.latent_dim, m.posterior, dtype)
-        decoder = MlpDecoder(m.hidden, image_shape, m.likelihood, m.gaussian_scale, dtype)
+        decoder = MlpDecoder(m.hidden, image_shape, **likelihood)
     return VAE(encoder=encoder, decoder=decoder, latent_dim=m.latent_dim)

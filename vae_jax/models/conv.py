@@ -12,7 +12,7 @@ from flax import linen as nn
 
 from vae_jax import distributions as D
 from vae_jax import likelihoods as L
-from vae_jax.models.heads import GaussianHead, LikelihoodHead, outputs_per_channel
+from vae_jax.models.heads import GaussianHead, LikelihoodHead, raw_outputs
 from vae_jax.models.layers import Downsample2x, Upsample2x, dense_relu, flatten_batch, restore_batch
 
 
@@ -50,6 +50,7 @@ class ConvDecoder(nn.Module):
     image_shape: tuple[int, int, int]
     likelihood: str
     gaussian_scale: float = 0.1
+    mixture_components: int = 10
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -63,6 +64,8 @@ class ConvDecoder(nn.Module):
         h = h.reshape((-1,) + start + (self.channels[-1],))
         for features in reversed(self.channels[:-1]):
             h = nn.relu(Upsample2x(features, dtype=self.dtype)(h))
-        outputs = image_channels * outputs_per_channel(self.likelihood)
+        outputs = raw_outputs(self.likelihood, image_channels, self.mixture_components)
         raw = Upsample2x(outputs, dtype=self.dtype)(h).astype(jnp.float32)
-        return LikelihoodHead(self.likelihood, self.gaussian_scale)(restore_batch(raw, lead))
+        return LikelihoodHead(
+            self.likelihood, self.gaussian_scale, self.image_shape[-1], self.mixture_components
+        )(restore_batch(raw, lead))

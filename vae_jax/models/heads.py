@@ -23,6 +23,11 @@ MIN_SCALE = 1e-4
 MIN_LOGISTIC_LOG_SCALE = -8.0
 
 
+# model.likelihood values whose log p(x|z) is a probability of 8-bit images: their bounds are
+# reported in bits/dim.
+EIGHT_BIT_LIKELIHOODS = ("discretized_logistic", "discretized_mix_logistic")
+
+
 class GaussianHead(nn.Module):
     """Dense features [N, F] -> a diagonal or full-covariance Gaussian over [N, k]."""
 
@@ -44,9 +49,16 @@ class GaussianHead(nn.Module):
         return D.FullGaussian(mean, scale_tril)
 
 
-def outputs_per_channel(likelihood: str) -> int:
-    """Decoder output maps per image channel: (loc, log_scale) for the discretized logistic."""
-    return 2 if likelihood == "discretized_logistic" else 1
+def raw_outputs(likelihood: str, channels: int, mixture_components: int) -> int:
+    """Decoder output maps per pixel of an image with `channels` channels: one per channel, or
+    (loc, log_scale) per channel for the discretized logistic, or for the mixture of K of them
+    K logits, K (loc, log_scale) per channel and K coefficients per channel pair j < c."""
+    if likelihood == "discretized_logistic":
+        return 2 * channels
+    if likelihood == "discretized_mix_logistic":
+        pairs = channels * (channels - 1) // 2
+        return mixture_components * (1 + 2 * channels + pairs)
+    return channels
 
 
 class LikelihoodHead(nn.Module):
@@ -54,6 +66,8 @@ class LikelihoodHead(nn.Module):
 
     likelihood: str
     gaussian_scale: float = 0.1
+    image_channels: int = 1  # read by discretized_mix_logistic only
+    mixture_components: int = 10
 
     @nn.compact
     def __call__(self, raw: jax.Array) -> L.Likelihood:
@@ -77,4 +91,24 @@ class LikelihoodHead(nn.Module):
         if self.likelihood == "discretized_logistic":
             loc, log_scale = jnp.split(raw, 2, axis=-1)
             return L.DiscretizedLogistic(loc, jnp.maximum(log_scale, MIN_LOGISTIC_LOG_SCALE))
+        if self.likelihood == "discretized_mix_logistic":
+            return mix_logistic(raw, self.image_channels, self.mixture_components)
         raise ValueError(f"unknown likelihood {self.likelihood!r}")
+
+
+def mix_logistic(raw: jax.Array, channels: int, components: int) -> L.DiscretizedMixLogistic:
+    """Raw maps [..., H, W, raw_outputs] -> the mixture of `components` discretised logistics
+    over pixels of `channels` channels: coefficients of the pairs j < c squashed to (−1, 1) by
+    tanh as in PixelCNN++, zeros elsewhere."""
+    k, c = components, channels
+    rows, cols = np.tril_indices(c, -1)
+    logits, loc, log_scale, pairs = jnp.split(raw, np.cumsum([k, c * k, c * k]), axis=-1)
+    lead = raw.shape[:-1]
+    coefficients = jnp.zeros(lead + (c, c, k), raw.dtype)
+    coefficients = coefficients.at[..., rows, cols, :].set(pairs.reshape(lead + (len(rows), k)))
+    return L.DiscretizedMixLogistic(
+        logits=logits,
+        loc=loc.reshape(lead + (c, k)),
+        log_scale=jnp.maximum(log_scale.reshape(lead + (c, k)), MIN_LOGISTIC_LOG_SCALE),
+        coefficients=jnp.tanh(coefficients),
+    )

@@ -11,7 +11,7 @@ from flax import linen as nn
 
 from vae_jax import distributions as D
 from vae_jax import likelihoods as L
-from vae_jax.models.heads import GaussianHead, LikelihoodHead, outputs_per_channel
+from vae_jax.models.heads import GaussianHead, LikelihoodHead, raw_outputs
 from vae_jax.models.layers import dense_relu, flatten_batch, restore_batch
 
 
@@ -40,6 +40,7 @@ class MlpDecoder(nn.Module):
     image_shape: tuple[int, int, int]
     likelihood: str
     gaussian_scale: float = 0.1
+    mixture_components: int = 10
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -47,7 +48,9 @@ class MlpDecoder(nn.Module):
         h, lead = flatten_batch(z.astype(self.dtype), 1)
         h = dense_relu(h, self.hidden, self.dtype)
         height, width, channels = self.image_shape
-        outputs = height * width * channels * outputs_per_channel(self.likelihood)
+        outputs = height * width * raw_outputs(self.likelihood, channels, self.mixture_components)
         raw = nn.Dense(outputs, dtype=self.dtype)(h).astype(jnp.float32)
         raw = raw.reshape(lead + (height, width, -1))
-        return LikelihoodHead(self.likelihood, self.gaussian_scale)(raw)
+        return LikelihoodHead(
+            self.likelihood, self.gaussian_scale, self.image_shape[-1], self.mixture_components
+        )(raw)
