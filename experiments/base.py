@@ -91,6 +91,10 @@ def make_tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.model.latent_dim = 4
     config.model.channels = tuple(8 for _ in config.model.channels)
     config.model.hidden = (16,)
+    config.model.latent_dims = (8, 4)
+    config.model.blocks = tuple(1 for _ in config.model.blocks)
+    config.model.latent_channels = 2
+    config.model.mixture_components = 2
     config.train.update(batch_size=8, num_steps=6, log_every=3, eval_every=6, checkpoint_every=6)
     config.eval.update(
         batch_size=16,

@@ -20,7 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
             crop="none",  # center148 | nvae | none (see vae_jax/data/pipeline.py)
             data_dir=config_dict.placeholder(str),  # TFDS data_dir (default ~/tensorflow_datasets)
             manual_dir=config_dict.placeholder(str),  # default <data_dir>/downloads/manual
-            path=config_dict.placeholder(str),  # the folder for name="image_folder"
+            # the folder of name="image_folder", or of mnist / fashion_mnist / kmnist idx files
+            path=config_dict.placeholder(str),
             # 1 or 3; None: the data's own (TFDS image feature, or an image folder's first file)
             channels=config_dict.placeholder(int),
             random_flip=False,  # random horizontal flips of training images

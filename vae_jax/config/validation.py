@@ -7,7 +7,7 @@ import numbers
 
 import ml_collections
 
-from vae_jax.data import shapes
+from vae_jax.data import IDX_DATASETS, shapes
 
 MODEL_KINDS = ("conv", "mlp", "hierarchical", "ladder_mlp")
 HIERARCHICAL_KINDS = ("hierarchical", "ladder_mlp")
@@ -342,6 +342,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
             config.dataset.path,
             "dataset.name='image_folder' needs --config.dataset.path=DIR, a folder of images",
         )
+    _require(
+        config.dataset.path is None or config.dataset.name in ("image_folder",) + IDX_DATASETS,
+        "dataset.path",
+        config.dataset.path,
+        f"dataset.name={config.dataset.name!r} does not read it: dataset.path is the folder of "
+        f"image_folder, or of the idx files of {', '.join(IDX_DATASETS)}; unset it",
+    )
     if config.model.kind == "conv":
         stages = len(config.model.channels)
         _require(

@@ -56,6 +56,8 @@ def image_shape(dataset_config: ml_collections.ConfigDict) -> tuple[int, int, in
         from vae_jax.data import image_folder  # imports TensorFlow, see above
 
         return (size, size, image_folder.detect_channels(dataset_config.path))
+    if reads_idx_files(dataset_config):
+        return (size, size, 1)
     from vae_jax.data import tfds as tfds_source  # imports TensorFlow, see above
 
     return (size, size, tfds_source.channels(dataset_config, tfds_source.builder(dataset_config)))
@@ -95,13 +97,25 @@ def num_train_examples(dataset_config: ml_collections.ConfigDict) -> int:
     return _source(dataset_config, "train").num_examples
 
 
+IDX_DATASETS = ("mnist", "fashion_mnist", "kmnist")  # also read from idx files (idx.py)
+
+
+def reads_idx_files(dataset_config: ml_collections.ConfigDict) -> bool:
+    """Whether the dataset comes from a folder of idx files: an MNIST-format dataset with
+    dataset.path set."""
+    return dataset_config.name in IDX_DATASETS and dataset_config.path is not None
+
+
 def _source(dataset_config: ml_collections.ConfigDict, split: str):
     """The on-disk split as a pipeline.Source (imports TensorFlow, see above)."""
-    from vae_jax.data import image_folder
+    from vae_jax.data import idx, image_folder
     from vae_jax.data import tfds as tfds_source
 
+    channels = image_shape(dataset_config)[-1]
     if dataset_config.name == "image_folder":
-        return image_folder.load(dataset_config.path, split, image_shape(dataset_config)[-1])
+        return image_folder.load(dataset_config.path, split, channels)
+    if reads_idx_files(dataset_config):
+        return idx.load(dataset_config.name, dataset_config.path, split, channels)
     return tfds_source.load(dataset_config, split)
 
 

@@ -401,16 +401,21 @@ class LadderMlpVAE(nn.Module):
             sampled_rate=True,
         )
 
-    def _top_down(self, codes_top_first: list, choose_prior) -> L.Likelihood:
-        """p(x|z) descending from the top: group g keeps codes_top_first[g] when it is not None,
-        else choose_prior(g, p_g)."""
+    def _top_down(
+        self, codes_top_first: list, batch: int, key: jax.Array, temperature: Sequence[float]
+    ) -> L.Likelihood:
+        """p(x|z) descending from the top over `batch` images: group g keeps
+        codes_top_first[g] when it is not None, else draws from its prior at temperature[g]."""
         levels = len(self.latent_dims)
         above = None
         for group in range(levels):
             level = levels - 1 - group
             z = codes_top_first[group]
             if z is None:
-                z = choose_prior(group, self._prior(level, above))
+                prior = self._prior(level, above)
+                shape = (batch, self.latent_dims[level])
+                prior = jax.tree.map(lambda a, shape=shape: jnp.broadcast_to(a, shape), prior)
+                z = scaled_draw(prior, jax.random.fold_in(key, group), temperature[group])
             above = z
         return self._decode_x(above)
 
@@ -422,23 +427,15 @@ class LadderMlpVAE(nn.Module):
         self, key: jax.Array, n: int, temperature: float | Sequence[float] = 1.0
     ) -> L.Likelihood:
         t = temperatures(temperature, len(self.latent_dims))
-
-        def draw(group, p):
-            p = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, p.mean.shape[-1])), p)
-            return scaled_draw(p, jax.random.fold_in(key, group), t[group])
-
-        return self._top_down([None] * len(self.latent_dims), draw)
+        return self._top_down([None] * len(self.latent_dims), n, key, t)
 
     def reconstruct(
         self, x: jax.Array, key: jax.Array, groups: int, temperature: float = 1.0
     ) -> L.Likelihood:
         means = [q.mean for q in self.encode(x)]
         kept = [m if g < groups else None for g, m in enumerate(means)]
-
-        def draw(group, p):
-            return scaled_draw(p, jax.random.fold_in(key, group), temperature)
-
-        return self._top_down(kept, draw)
+        t = temperatures(temperature, len(self.latent_dims))
+        return self._top_down(kept, x.shape[0], key, t)
 
     def encode(self, x: jax.Array) -> list[D.DiagGaussian]:
         """The posterior of each group, top first, each code at its posterior mean."""
