@@ -15,10 +15,13 @@ from ml_collections import config_flags
 from experiments import (
     base,
     celeba,
+    celeba_hvae,
     cifar10,
+    cifar10_hvae,
     dsprites,
     fashion_mnist,
     mnist,
+    mnist_hvae,
     shapes,
     shapes3d,
 )
@@ -54,6 +57,15 @@ def set_key(config: ml_collections.ConfigDict, key: str, value) -> ml_collection
         (mnist.get_config, "tiny"),
         (mnist.get_config, "conv"),
         (mnist.get_config, "conv,tiny"),
+        (mnist.get_config, "ladder"),
+        (mnist.get_config, "ladder,iwae,tiny"),
+        (cifar10_hvae.get_config, ""),
+        (cifar10_hvae.get_config, "small"),
+        (cifar10_hvae.get_config, "tiny"),
+        (celeba_hvae.get_config, ""),
+        (celeba_hvae.get_config, "tiny"),
+        (mnist_hvae.get_config, ""),
+        (mnist_hvae.get_config, "tiny"),
         *((shapes.get_config, method) for method in base.METHODS),
         *((shapes.get_config, f"study,{method}") for method in base.METHODS),
         (dsprites.get_config, ""),
@@ -221,6 +233,27 @@ def test_unknown_dataset_suggests_the_valid_choices():
         ({"model.posterior": "full", "objective.free_bits": 0.5}, "objective.free_bits=0.5"),
         ({"dataset.name": "image_folder"}, "dataset.path=None is not valid: dataset.name="),
         ({"eval.analysis_examples": 4}, "eval.analysis_examples=4 is not valid: must be unset"),
+        ({"objective.iwae_samples": 5, "objective.beta": 4.0}, "objective.iwae_samples=5"),
+        ({"objective.iwae_samples": 0}, "objective.iwae_samples=0"),
+        ({"dataset.path": "/data"}, "dataset.path='/data' is not valid: dataset.name='shapes'"),
+        ({"train.optimizer": "sgd"}, "train.optimizer='sgd' is not valid: must be one of adam"),
+        (
+            {"model.kind": "hierarchical", "model.resolutions": (32, 16)},
+            "model.resolutions=(32, 16) is not valid: must start at the image size",
+        ),
+        (
+            {"model.kind": "hierarchical", "model.resolutions": (64, 24, 8, 1)},
+            "must descend, each dividing the one before",
+        ),
+        (
+            {"model.kind": "hierarchical", "model.resolutions": (64, 32, 1), "model.blocks": (1,)},
+            "model.blocks=(1,) is not valid: needs one entry per resolution",
+        ),
+        (
+            {"model.kind": "ladder_mlp", "objective.kind": "beta_tcvae"},
+            "objective.kind='beta_tcvae' is not valid: model.kind='ladder_mlp' trains with",
+        ),
+        ({"model.kind": "hierarchical", "model.posterior": "full"}, "model.posterior='full'"),
     ],
 )
 def test_values_that_conflict_with_another_key_fail_naming_one_of_them(changes, message):
