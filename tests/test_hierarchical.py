@@ -105,8 +105,10 @@ def test_generate_takes_one_temperature_per_group_and_zero_is_the_prior_mean_pat
     model = top_down_model()
     params = initialised(model, images(IMAGE_SHAPE))
     groups = len(model.group_sizes)
-    cold = [model.apply(params, jax.random.key(k), 2, [0.0] * groups, method="generate").mean()
-            for k in (5, 6)]
+    cold = [
+        model.apply(params, jax.random.key(k), 2, [0.0] * groups, method="generate").mean()
+        for k in (5, 6)
+    ]
     np.testing.assert_allclose(np.asarray(cold[0]), np.asarray(cold[1]), atol=1e-6)
     with pytest.raises(ValueError, match=f"has 2 values; this model has {groups} latent groups"):
         model.apply(params, jax.random.key(5), 2, [1.0, 1.0], method="generate")

@@ -459,7 +459,10 @@ def test_iwae_training_minimises_the_negative_importance_weighted_bound():
     _, _, metrics = one_step(config, BATCH)
     model = make_model(config.model, (64, 64, 1))
     state = train.create_train_state(
-        model, optim.make_optimizer(config.train), (64, 64, 1), jax.random.key(0),
+        model,
+        optim.make_optimizer(config.train),
+        (64, 64, 1),
+        jax.random.key(0),
         parallel.make_mesh(),
     )
     step_key = jax.random.fold_in(jax.random.key(1), 0)
