@@ -202,8 +202,8 @@ def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple
         ]
         figures_["group_reconstructions"] = (
             np.stack(rows),
-            f"Posterior means of the top k of {num_groups} latent groups, the rest drawn from "
-            f"the prior (t = 1): E[x] under p(x|z), step {run.step}",
+            f"Top k of {num_groups} groups at the posterior mean, the rest from the prior, "
+            f"step {run.step}",
             ["test input"] + [f"top {k}" for k in kept],
             None,
         )
