@@ -25,7 +25,7 @@ import numpy as np
 from absl import app, flags
 
 from vae_jax import data
-from vae_jax.models.heads import outputs_per_channel
+from vae_jax.models.heads import raw_outputs
 from vae_jax.models.layers import conv_transpose_2x, strided_conv_2x
 
 flags.DEFINE_integer("repeats", 20, "Timed calls per part; the median is reported.")
@@ -74,7 +74,9 @@ def conv_layers(module: str, overrides: dict) -> list[tuple]:
         layers.append(("first" if i == 0 else "down", batch, (height, width, channels), features))
         height, width, channels = -(-height // 2), -(-width // 2), features
     size = (config.dataset.image_size // 2 ** len(stages),) * 2
-    outputs = data.image_shape(config.dataset)[2] * outputs_per_channel(config.model.likelihood)
+    image_channels = data.image_shape(config.dataset)[2]
+    m = config.model
+    outputs = raw_outputs(m.likelihood, image_channels, m.mixture_components)
     for features in list(reversed(stages[:-1])) + [outputs]:
         layers.append(("up", batch, size + (channels,), features))
         size, channels = (2 * size[0], 2 * size[1]), features
