@@ -20,7 +20,7 @@ VARIANTS = ("tiny",)
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     options = base.variant_options(arg, VARIANTS)
-    config = cifar10_hvae.hierarchical(base.get_config())
+    config = cifar10_hvae.hierarchical(base.get_config(), pixels=64 * 64 * 3)
     config.dataset.name = "celeb_a"
     config.dataset.image_size = 64
     config.dataset.crop = "nvae"

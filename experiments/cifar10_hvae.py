@@ -21,8 +21,11 @@ from experiments import base
 VARIANTS = ("small", "tiny")
 
 
-def hierarchical(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The settings every hierarchical experiment shares (VDVAE's stability measures)."""
+def hierarchical(config: ml_collections.ConfigDict, pixels: int) -> ml_collections.ConfigDict:
+    """The settings every hierarchical experiment shares (VDVAE's stability measures) for images
+    of `pixels` = H·W·C values. VDVAE clips gradient norms at 200 and skips updates above 400
+    with its loss in nats per dimension; ours is in nats per image, whose gradient is `pixels`
+    times larger, so the thresholds scale with it."""
     config.model.kind = "hierarchical"
     config.model.likelihood = "discretized_mix_logistic"
     config.model.mixture_components = 10
@@ -31,14 +34,14 @@ def hierarchical(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     config.train.learning_rate = 1e-3
     config.train.warmup_steps = 100
     config.train.lr_schedule = "cosine"
-    config.train.grad_clip_norm = 200.0
-    config.train.skip_grad_norm = 400.0
+    config.train.grad_clip_norm = 200.0 * pixels
+    config.train.skip_grad_norm = 400.0 * pixels
     return config
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     options = base.variant_options(arg, VARIANTS)
-    config = hierarchical(base.get_config())
+    config = hierarchical(base.get_config(), pixels=32 * 32 * 3)
     config.dataset.name = "cifar10"
     config.dataset.image_size = 32
     config.dataset.random_flip = True

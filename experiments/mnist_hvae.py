@@ -21,7 +21,7 @@ VARIANTS = ("tiny",)
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     options = base.variant_options(arg, VARIANTS)
-    config = cifar10_hvae.hierarchical(base.get_config())
+    config = cifar10_hvae.hierarchical(base.get_config(), pixels=28 * 28)
     config.dataset.name = "mnist"
     config.dataset.image_size = 28
     config.dataset.dynamic_binarization = True
