@@ -66,7 +66,7 @@ def test_misspelled_config_key_fails_in_one_line_suggesting_the_key(tmp_path):
     "spec, variants",
     [
         ("experiments/shapes.py:nonsense", "tiny"),
-        ("experiments/mnist.py:conv,tny", "conv, paper, tiny"),
+        ("experiments/mnist.py:conv,tny", "conv, ladder, iwae, paper, tiny"),
     ],
 )
 def test_unknown_config_variant_fails_naming_the_variants(capsys, spec, variants):
