@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(PYTHON) launch.py
 
 test: $(STAMP)
+	$(PYTHON) -m vae_jax.fid fetch
 	$(PYTHON) -m pytest
 
 bench: $(STAMP)

@@ -105,6 +105,7 @@ def make_tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         iwae_chunk=5,
         num_figures=8,
         factor_score_points=20,
+        fid_samples=0,  # the Inception network compiles for longer than a tiny run trains
     )
     return config
 

@@ -2,6 +2,7 @@
 bits/dim, attribute probes, and `--mode=analyze` end to end."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +179,61 @@ def test_analyze_writes_eval_json_and_figures_and_keeps_other_steps_results(tiny
     evaluation.analyze(tiny_run, eval_overrides=few_points)
     assert json.loads((tiny_run / "eval_step_10.json").read_text())["step"] == 10
     assert json.loads((tiny_run / "eval.json").read_text())["step"] == 20
+
+
+def cache_with_weights(root: Path) -> Path:
+    """An XDG cache root holding (a link to) the fetched Inception weights and nothing else."""
+    from vae_jax import fid
+
+    weights = fid.check_weights()
+    (root / "vae_jax").mkdir(parents=True)
+    (root / "vae_jax" / weights.name).symlink_to(weights)
+    return root
+
+
+def test_analyze_reports_fid_and_kid_per_temperature_and_caches_the_reference(
+    tiny_run, tmp_path, monkeypatch
+):
+    """Real Inception weights on 4 samples per temperature and 4 test images: the numbers, the
+    protocol line, and reference features read back from the cache on the next call."""
+    from vae_jax.evaluation import sample_quality
+
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_with_weights(tmp_path / "cache")))
+    overrides = {
+        "eval.fid_samples": 4,
+        "eval.fid_temperatures": (0.5,),  # each FID takes a 2048x2048 sqrtm: ~20 s
+        "eval.factor_score_points": 20,
+    }
+    results = evaluation.analyze(workdir, eval_overrides=overrides)
+    saved = json.loads((workdir / "eval.json").read_text())
+    for name in ("t0.5", "reconstructions"):
+        assert np.isfinite(saved[f"fid_{name}"]) and saved[f"fid_{name}"] > 0, name
+        assert saved[f"kid_{name}_sd"] >= 0, name
+    assert "4 generated vs 4 test images of shapes" in saved["fid_protocol"]
+    assert "FID of samples at T 0.5" in evaluation.format_table(results)
+
+    run = load_run(workdir)
+    run.config.eval.fid_samples = 4
+
+    def not_again(images):
+        raise AssertionError("the reference features were computed again")
+
+    cached = sample_quality.reference_features(run, not_again)
+    assert cached.shape == (4, 2048)
+    run.config.eval.fid_samples = 8  # another protocol: computed anew
+    with pytest.raises(AssertionError, match="computed again"):
+        sample_quality.reference_features(run, not_again)
+
+
+def test_analyze_without_the_weights_fails_before_any_work(tiny_run, tmp_path, monkeypatch):
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="python -m vae_jax.fid fetch"):
+        evaluation.analyze(workdir, eval_overrides={"eval.fid_samples": 16})
+    assert not (workdir / "eval.json").exists()
 
 
 @pytest.mark.slow

@@ -295,7 +295,13 @@ def test_summary_averages_seeds_reads_eval_json_and_lists_missing_and_unfinished
         points[0],
         10,
         validation=(10.0, 90.0),
-        analysis={"iwae_nll": 95.0, "iwae_nll_se": 0.5, "mig": 0.1},
+        analysis={
+            "iwae_nll": 95.0,
+            "iwae_nll_se": 0.5,
+            "mig": 0.1,
+            "fid_t1": 42.5,
+            "fid_protocol": "the test protocol",
+        },
         wall=60.0,
     )
     fake_point(tmp_path, points[1], 10, validation=(12.0, 88.0), analysis={"mig": 0.3}, wall=120.0)
@@ -333,10 +339,12 @@ def test_summary_averages_seeds_reads_eval_json_and_lists_missing_and_unfinished
             "11.00 ± 1.41",
             "89.00 ± 1.41",
             "95.00",
+            "42.50",
             "0.200 ± 0.141",
             "1m30s ± 42s",
         ]
     ]
+    assert "FID of samples at T 1 ↓" in header and "FID and KID: the test protocol" in markdown
     assert "- `beta=4,seed=0`: step 5 of 10" in markdown
     assert "- `beta=4,seed=1`: not started" in markdown
     assert summary.plot_path == tmp_path / "rate_distortion.png" and summary.plot_path.exists()

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def write_text(path: str | Path, text: str) -> Path:
     """Writes `text` to `path` through a temporary file in the same directory and a rename; the
@@ -16,6 +18,16 @@ def write_text(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text)
+    os.replace(temporary, path)
+    return path
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Writes `arrays` with numpy.savez, atomically (see write_text)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(temporary, **arrays)
     os.replace(temporary, path)
     return path
 

@@ -33,6 +33,11 @@ METRICS = {
     "elbo_bits_per_dim": Metric("ELBO bits/dim", "lower", ".3f"),
     "iwae_nll": Metric("IWAE NLL", "lower", ".2f"),
     "bits_per_dim": Metric("IWAE bits/dim", "lower", ".3f"),
+    # Against the test split (evaluation/sample_quality.py): fid_t<T> of samples at temperature T.
+    "fid_t": Metric("FID of samples at T", "lower", ".2f"),
+    "kid_t": Metric("KID of samples at T", "lower", ".4f"),
+    "fid_reconstructions": Metric("FID of reconstructions", "lower", ".2f"),
+    "kid_reconstructions": Metric("KID of reconstructions", "lower", ".4f"),
     "active_units": Metric("active units", "", ".1f"),
     "mig": Metric("MIG", "higher", ".3f"),
     "dci_disentanglement": Metric("DCI disentanglement", "higher", ".3f"),
@@ -63,18 +68,26 @@ METRICS = {
 ARROWS = {"higher": " ↑", "lower": " ↓", "": ""}
 
 
-def _name_and_group(key: str) -> tuple[str, int | None]:
-    """("rate_group", 3) for "test/rate_group_3", ("elbo", None) for "test/elbo"."""
+def _name_and_group(key: str) -> tuple[str, float | None]:
+    """("rate_group", 3) for "test/rate_group_3", ("fid_t", 0.7) for "fid_t0.7", ("elbo", None)
+    for "test/elbo"."""
     name = key.rsplit("/", 1)[-1]
     base, _, group = name.rpartition("_")
     if base in ("rate_group", "rate_share_group") and group.isdigit():
         return base, int(group)
+    if name.startswith(("fid_t", "kid_t")) and name[5:].replace(".", "", 1).isdigit():
+        return name[:5], float(name[5:])
     return name, None
+
+
+def metric_name(key: str) -> str:
+    """The METRICS entry of `key`: "fid_t" for "fid_t0.7", "rate_group" for "test/rate_group_3"."""
+    return _name_and_group(key)[0]
 
 
 def metric(key: str) -> Metric:
     """The table entry of `key`, a split prefix ("test/") and a group number ignored."""
-    return METRICS[_name_and_group(key)[0]]
+    return METRICS[metric_name(key)]
 
 
 def mean_with_error(key: str, values: np.ndarray) -> dict[str, float]:
@@ -90,7 +103,7 @@ def label(key: str) -> str:
     """The label, after the split when prefixed: "test/elbo" -> "test ELBO"."""
     split = key.rsplit("/", 1)[0] + " " if "/" in key else ""
     group = _name_and_group(key)[1]
-    return split + metric(key).label + ("" if group is None else f" {group}")
+    return split + metric(key).label + ("" if group is None else f" {group:g}")
 
 
 def in_table_order(keys) -> list[str]:

@@ -36,6 +36,8 @@ EVAL_COLUMNS = (
     "test/elbo",
     "test/iwae_nll",
     "test/bits_per_dim",
+    "fid_t1",
+    "fid_reconstructions",
     "active_units",
     "mig",
     "dci_disentanglement",
@@ -91,7 +93,7 @@ def _read_point(point_dir: Path, name: str, overrides: Overrides) -> dict[str, A
     row: dict[str, Any] = dict(name=name, overrides=overrides, status="missing", steps=None)
     row.update({key: None for key in COLUMNS})
     row.update({f"{key}_se": None for key in COLUMNS})
-    row.update(num_steps=None, eval_step=None, beta=None, latent_dim=None)
+    row.update(num_steps=None, eval_step=None, beta=None, latent_dim=None, fid_protocol=None)
     row["wall_time_s"] = (files.read_json(point_dir / POINT_FILE) or {}).get("wall_time_s")
     if not (point_dir / config_lib.CONFIG_FILE).exists():
         return row
@@ -119,6 +121,7 @@ def _read_point(point_dir: Path, name: str, overrides: Overrides) -> dict[str, A
             value = analysis.get(name + suffix)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 row[key + suffix] = float(value)
+    row["fid_protocol"] = analysis.get("fid_protocol")
     return row
 
 
@@ -197,6 +200,8 @@ def _write_markdown(summary: Summary, workdir: Path) -> None:
         headers = [short[k] for k in group_keys] + ["n"] + [report.header(c) for c in columns]
         parts.append(report.markdown_table(headers, table, len(group_keys)))
 
+    protocols = sorted({row["fid_protocol"] for row in present if row["fid_protocol"]})
+    parts += [f"FID and KID: {protocol}" for protocol in protocols]
     if summary.plot_path is not None:
         parts.append(f"![rate-distortion]({summary.plot_path.name})")
     incomplete = [row for row in rows if row["status"] != "finished"]

@@ -128,6 +128,11 @@ def get_config() -> ml_collections.ConfigDict:
             # images, 2.9 million in all: set a few hundred for smoke runs).
             factor_score_points=config_dict.placeholder(int),
             num_figures=64,
+            # FID and KID (vae_jax.fid) of this many samples per temperature, and of as many test
+            # reconstructions, against as many test images (fewer when the split is smaller).
+            # 50,000 for the paper protocol; 0 leaves them out.
+            fid_samples=10_000,
+            fid_temperatures=(1.0,),
         )
     )
     config.lock()

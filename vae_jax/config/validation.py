@@ -289,6 +289,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ):
         _at_least(config, key, 1, integer=True, optional=True)
     _at_least(config, "eval.factor_score_points", 2, integer=True, optional=True)
+    _at_least(config, "eval.fid_samples", 0, integer=True)
+    temperatures = config.eval.fid_temperatures
+    _require(
+        isinstance(temperatures, (tuple, list))
+        and len(temperatures) > 0
+        and all(isinstance(t, (int, float)) and 0 < t < math.inf for t in temperatures),
+        "eval.fid_temperatures",
+        temperatures,
+        "must be a non-empty tuple of positive temperatures, e.g. (1.0,) or (0.7, 1.0)",
+    )
     for key in (
         "seed",
         "objective.kl_warmup_steps",

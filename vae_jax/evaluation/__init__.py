@@ -6,6 +6,7 @@
     disentanglement.py  MIG, DCI, SAP, modularity, explicitness, BetaVAE and FactorVAE scores
                         (datasets with ground-truth factors)
     probes.py           linear probes of labels from the codes (CelebA attributes)
+    sample_quality.py   FID and KID of samples and reconstructions (Inception: vae_jax.fid)
 
 All numbers are per example, in nats unless named bits_per_dim.
 """
@@ -21,9 +22,9 @@ import numpy as np
 from absl import logging
 
 from vae_jax import config as config_lib
-from vae_jax import data, figures, parallel, report, writers
+from vae_jax import data, fid, figures, parallel, report, writers
 from vae_jax import objectives as O
-from vae_jax.evaluation import disentanglement, likelihood, probes
+from vae_jax.evaluation import disentanglement, likelihood, probes, sample_quality
 from vae_jax.models.heads import EIGHT_BIT_LIKELIHOODS
 
 if TYPE_CHECKING:
@@ -37,13 +38,14 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
 
     Sizes come from run.config.eval: analysis_examples (ELBO, active units, disentanglement,
     probes; None: the whole split), iwae_examples and iwae_samples (IWAE), iwae_chunk (samples
-    per decoder call), factor_score_points (BetaVAE and FactorVAE scores), batch_size.
+    per decoder call), factor_score_points (BetaVAE and FactorVAE scores), fid_samples and
+    fid_temperatures (FID and KID; 0 samples: none), batch_size.
     """
     cfg = run.config.eval
     mesh = parallel.make_mesh()
     parallel.check_divisible("eval.batch_size", cfg.batch_size, mesh)
     elbo_fn = likelihood.make_elbo_fn(run.model, mesh)
-    elbo_key, iwae_key = jax.random.split(key)
+    elbo_key, iwae_key, fid_key = jax.random.split(key, 3)
 
     def per_example(split: str, num_examples: int | None) -> dict[str, np.ndarray]:
         batches = run.dataset(split, num_examples)
@@ -75,6 +77,9 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
         results.update(report.mean_with_error("bits_per_dim", bits))
         elbo_bits = O.bits_per_dim(-test["elbo"], run.image_shape)
         results.update(report.mean_with_error("elbo_bits_per_dim", elbo_bits))
+
+    if cfg.fid_samples:
+        results.update(sample_quality.sample_quality(run, fid_key))
 
     if "mean" not in test:  # hierarchical: no single code vector for the code-based metrics
         return results
@@ -239,6 +244,8 @@ def analyze(
             )
     run.config = config_lib.apply_overrides(run.config, overrides)
     config_lib.validate(run.config)
+    if run.config.eval.fid_samples:
+        fid.check_weights()  # before any work
     key = jax.random.key(run.config.seed)
     results = evaluate_run(run, key)
     writers.write_evaluation(workdir, results)
@@ -262,12 +269,16 @@ def analyze(
     return results
 
 
-TABLE_KEYS = (
+TABLE_KEYS = (  # metric names (report.METRICS)
     "elbo",
     "rate",
     "distortion",
     "iwae_nll",
     "bits_per_dim",
+    "fid_t",  # every temperature
+    "kid_t",
+    "fid_reconstructions",
+    "kid_reconstructions",
     "active_units",
     "mig",
     "dci_disentanglement",
@@ -286,13 +297,17 @@ TABLE_KEYS = (
 def format_table(results: dict) -> str:
     """The headline numbers of an evaluation as a text table: label, value, eval.json key."""
     rows = []
-    for key in (k for k in TABLE_KEYS if k in results):
+    shown = [k for k in results if report.metric_name(k) in TABLE_KEYS]
+    for key in report.in_table_order(shown):
         value = report.format_metric(key, results[key])
         if f"{key}_se" in results:
             value += f" ± {report.format_metric(key, results[f'{key}_se'])}"
+        elif f"{key}_sd" in results:  # KID: over subsets
+            value += f" ± {report.format_metric(key, results[f'{key}_sd'])} s.d."
         rows.append((report.header(key), value, key))
     label_width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
-    return "\n".join(
-        f"  {label:<{label_width}}  {value:>{value_width}}  {key}" for label, value, key in rows
-    )
+    lines = [f"  {lab:<{label_width}}  {value:>{value_width}}  {key}" for lab, value, key in rows]
+    if "fid_protocol" in results:
+        lines.append(f"  FID and KID: {results['fid_protocol']}")
+    return "\n".join(lines)
