@@ -1,5 +1,7 @@
 """Hierarchical models: the top-down (VDVAE-style) VAE and the IWAE paper's two-layer ladder."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +42,20 @@ def initialised(model, x):
     return jax.jit(model.init)(jax.random.key(0), x, jax.random.key(1))
 
 
+@functools.cache
+def model_and_params(make):
+    """(model, its image shape, initial parameters): initialised once per test process, since
+    compiling the top-down model's initialisation takes seconds."""
+    model = make()
+    shape = IMAGE_SHAPE if make is top_down_model else (4, 4, 1)
+    return model, shape, initialised(model, images(shape))
+
+
+def jitted(model, method, *static):
+    """model.apply(params, *args, method=method), jitted (arguments `static` by position)."""
+    return jax.jit(functools.partial(model.apply, method=method), static_argnums=static)
+
+
 def test_top_down_groups_are_one_per_decoder_block_top_first():
     model = top_down_model()
     assert model.group_sizes == (1 * 2, 4 * 4 * 2, 4 * 4 * 2, 8 * 8 * 2)
@@ -50,9 +66,8 @@ def test_top_down_closed_form_rate_matches_the_sampled_log_density_ratio():
     condition on the same sampled groups above: 500 samples per image, within 4 s.e. The
     parameters are perturbed so that the priors (zero at initialisation) depend on the groups
     above."""
-    model = top_down_model()
+    model, _, params = model_and_params(top_down_model)
     x = images(IMAGE_SHAPE, batch=2)
-    params = initialised(model, x)
     rng = np.random.default_rng(8)
     params = jax.tree.map(lambda a: a + 0.3 * rng.normal(size=a.shape).astype(np.float32), params)
 
@@ -76,12 +91,10 @@ def test_top_down_closed_form_rate_matches_the_sampled_log_density_ratio():
 
 @pytest.mark.parametrize("make", [top_down_model, ladder_model])
 def test_decoding_the_sampled_codes_gives_the_forward_passes_likelihood(make):
-    model = make()
-    shape = IMAGE_SHAPE if make is top_down_model else (4, 4, 1)
+    model, shape, params = model_and_params(make)
     x = images(shape)
-    params = initialised(model, x)
-    out = model.apply(params, x, jax.random.key(3))
-    decoded = model.apply(params, out.z, method="decode")
+    out = jitted(model, "__call__")(params, x, jax.random.key(3))
+    decoded = jitted(model, "decode")(params, out.z)
     np.testing.assert_allclose(
         np.asarray(decoded.log_prob(x)), np.asarray(out.likelihood.log_prob(x)), rtol=1e-5
     )
@@ -89,31 +102,27 @@ def test_decoding_the_sampled_codes_gives_the_forward_passes_likelihood(make):
 
 @pytest.mark.parametrize("make", [top_down_model, ladder_model])
 def test_reconstruct_keeps_the_top_groups_and_draws_the_rest_from_the_prior(make):
-    model = make()
-    shape = IMAGE_SHAPE if make is top_down_model else (4, 4, 1)
+    model, shape, params = model_and_params(make)
     x = images(shape, batch=2)
-    params = initialised(model, x)
     key = jax.random.key(4)
     groups = len(model.group_sizes)
-    none_kept = model.apply(params, x, key, 0, method="reconstruct").mean()
-    prior_draw = model.apply(params, key, 2, method="generate").mean()
+    reconstruct = jitted(model, "reconstruct", 3)
+    none_kept = reconstruct(params, x, key, 0).mean()
+    prior_draw = jitted(model, "generate", 2)(params, key, 2).mean()
     np.testing.assert_allclose(np.asarray(none_kept), np.asarray(prior_draw), atol=1e-6)
-    means = model.apply(params, x, method="encode")
+    means = jitted(model, "encode")(params, x)
     assert [q.mean.shape[-1] for q in means] == list(model.group_sizes)
-    all_kept = model.apply(params, x, key, groups, method="reconstruct").mean()
+    all_kept = reconstruct(params, x, key, groups).mean()
     codes = jnp.concatenate([q.mean for q in means], axis=-1)
-    at_means = model.apply(params, codes, method="decode").mean()
+    at_means = jitted(model, "decode")(params, codes).mean()
     np.testing.assert_allclose(np.asarray(all_kept), np.asarray(at_means), atol=1e-6)
 
 
 def test_generate_takes_one_temperature_per_group_and_zero_is_the_prior_mean_path():
-    model = top_down_model()
-    params = initialised(model, images(IMAGE_SHAPE))
+    model, _, params = model_and_params(top_down_model)
     groups = len(model.group_sizes)
-    cold = [
-        model.apply(params, jax.random.key(k), 2, [0.0] * groups, method="generate").mean()
-        for k in (5, 6)
-    ]
+    generate = jitted(model, "generate", 2, 3)
+    cold = [generate(params, jax.random.key(k), 2, (0.0,) * groups).mean() for k in (5, 6)]
     np.testing.assert_allclose(np.asarray(cold[0]), np.asarray(cold[1]), atol=1e-6)
     with pytest.raises(ValueError, match=f"has 2 values; this model has {groups} latent groups"):
         model.apply(params, jax.random.key(5), 2, [1.0, 1.0], method="generate")
@@ -145,9 +154,8 @@ def numpy_ladder_log_weight(params, x, z1, z2):
 
 
 def test_ladder_log_weights_match_a_float64_numpy_implementation_of_the_paper_model():
-    model = ladder_model()
-    x = images((4, 4, 1))
-    params = initialised(model, x)
+    model, shape, params = model_and_params(ladder_model)
+    x = images(shape)
     out = model.apply(params, x, jax.random.key(7))
     assert out.sampled_rate  # q(z2|z1) conditions on a sample p(z1|z2) is scored at
     z2, z1 = np.split(np.asarray(out.z, np.float64), [3], axis=-1)  # top group first
