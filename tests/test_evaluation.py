@@ -195,8 +195,15 @@ def test_analyze_reports_fid_and_kid_per_temperature_and_caches_the_reference(
     tiny_run, tmp_path, monkeypatch
 ):
     """Real Inception weights on 4 samples per temperature and 4 test images: the numbers, the
-    protocol line, and reference features read back from the cache on the next call."""
+    protocol line, and reference features read back from the cache on the next call. FID's
+    2048x2048 scipy sqrtm (about 20 s each here) is swapped for the float64 eigendecomposition
+    route of tests/test_fid.py, equal to it within 1e-8 there."""
+    from test_fid import numpy_frechet_distance
+
+    from vae_jax import fid
     from vae_jax.evaluation import sample_quality
+
+    monkeypatch.setattr(fid, "frechet_distance", numpy_frechet_distance)
 
     workdir = tmp_path / "run"
     shutil.copytree(tiny_run, workdir)

@@ -57,7 +57,7 @@ def random_covariance(rng, dim):
 def numpy_frechet_distance(mean_1, cov_1, mean_2, cov_2):
     """Through a symmetric route: tr (Σ₁Σ₂)^½ = Σ √λ(Σ₁^½ Σ₂ Σ₁^½), by eigh in float64."""
     values, vectors = np.linalg.eigh(cov_1)
-    root_1 = vectors @ np.diag(np.sqrt(values)) @ vectors.T
+    root_1 = vectors @ np.diag(np.sqrt(np.clip(values, 0, None))) @ vectors.T  # PSD up to rounding
     inner = np.linalg.eigvalsh(root_1 @ cov_2 @ root_1)
     trace_root = np.sqrt(np.clip(inner, 0, None)).sum()
     return np.sum((mean_1 - mean_2) ** 2) + np.trace(cov_1) + np.trace(cov_2) - 2 * trace_root
