@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jax
@@ -68,17 +67,13 @@ def features_of(
     return np.concatenate(features)
 
 
-def _reference_cache(protocol_: dict) -> Path:
-    digest = hashlib.sha256(json.dumps(protocol_, sort_keys=True).encode()).hexdigest()
-    return fid.cache_dir() / "fid_reference" / f"{protocol_['dataset']}-{digest[:16]}.npz"
-
-
 def reference_features(run: Run, compute: Callable[[Iterable[np.ndarray]], np.ndarray]):
     """Features [N, 2048] of the first eval.fid_samples test images (N: fewer when the split
     is smaller), from the cache when it holds them for this protocol."""
     protocol_ = protocol(run)
     digest = hashlib.sha256(json.dumps(protocol_, sort_keys=True).encode()).hexdigest()
-    path = fid.cache_dir() / "fid_reference" / f"{protocol_['dataset']}-{digest[:16]}.npz"
+    dataset = protocol_["dataset"].replace("/", "_")  # cmaterdb/bangla
+    path = fid.cache_dir() / "fid_reference" / f"{dataset}-{digest[:16]}.npz"
     if path.exists():
         with np.load(path) as cached:
             if json.loads(str(cached["protocol"])) == protocol_:
