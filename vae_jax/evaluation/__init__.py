@@ -22,9 +22,9 @@ import numpy as np
 from absl import logging
 
 from vae_jax import config as config_lib
-from vae_jax import data, fid, figures, parallel, report, writers
+from vae_jax import data, figures, parallel, report, writers
 from vae_jax import objectives as O
-from vae_jax.evaluation import disentanglement, likelihood, probes, sample_quality
+from vae_jax.evaluation import disentanglement, likelihood, probes
 from vae_jax.models.heads import EIGHT_BIT_LIKELIHOODS
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
         results.update(report.mean_with_error("elbo_bits_per_dim", elbo_bits))
 
     if cfg.fid_samples:
+        from vae_jax.evaluation import sample_quality  # see analyze
+
         results.update(sample_quality.sample_quality(run, fid_key))
 
     if "mean" not in test:  # hierarchical: no single code vector for the code-based metrics
@@ -245,6 +247,10 @@ def analyze(
     run.config = config_lib.apply_overrides(run.config, overrides)
     config_lib.validate(run.config)
     if run.config.eval.fid_samples:
+        # Imported here: `import vae_jax` loads this package (through run.py), and a vae_jax.fid
+        # already loaded would run twice under `python -m vae_jax.fid fetch`.
+        from vae_jax import fid
+
         fid.check_weights()  # before any work
     key = jax.random.key(run.config.seed)
     results = evaluate_run(run, key)
