@@ -237,6 +237,7 @@ def test_analyze_reports_fid_and_kid_per_temperature_and_caches_the_reference(
 def test_analyze_without_the_weights_fails_before_any_work(tiny_run, tmp_path, monkeypatch):
     workdir = tmp_path / "run"
     shutil.copytree(tiny_run, workdir)
+    (workdir / "eval.json").unlink(missing_ok=True)  # another test may have analysed tiny_run
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="python -m vae_jax.fid fetch"):
         evaluation.analyze(workdir, eval_overrides={"eval.fid_samples": 16})
