@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/input_pipeline.py
 	$(PYTHON) benchmarks/upsampling.py
 	$(PYTHON) benchmarks/layers.py
+	$(PYTHON) -m vae_jax.fid fetch
+	$(PYTHON) benchmarks/fid_throughput.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vae_jax experiments tests launch.py
