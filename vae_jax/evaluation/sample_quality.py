@@ -86,15 +86,17 @@ def reference_features(run: Run, compute: Callable[[Iterable[np.ndarray]], np.nd
     return features
 
 
-def distances(name: str, features: np.ndarray, reference: np.ndarray, seed: int) -> dict:
-    """{fid_<name>, kid_<name>, kid_<name>_sd} of generated features against the reference."""
+def distances(
+    name: str, features: np.ndarray, reference: np.ndarray, reference_stats: tuple, seed: int
+) -> dict:
+    """{fid_<name>, kid_<name>, kid_<name>_sd} of generated features against the reference
+    features and their fid.feature_statistics."""
     mean, cov = fid.feature_statistics(features)
-    reference_mean, reference_cov = fid.feature_statistics(reference)
     kid, kid_sd = fid.kernel_inception_distance(
         features, reference, np.random.default_rng(seed), KID_SUBSETS, KID_SUBSET_SIZE
     )
     return {
-        f"fid_{name}": fid.frechet_distance(mean, cov, reference_mean, reference_cov),
+        f"fid_{name}": fid.frechet_distance(mean, cov, *reference_stats),
         f"kid_{name}": kid,
         f"kid_{name}_sd": kid_sd,
     }
@@ -118,6 +120,11 @@ def sample_quality(run: Run, key: jax.Array) -> dict:
         return features_of(feature_fn, params, images, batch_size, mesh)
 
     reference = reference_features(run, compute)
+    reference_stats = fid.feature_statistics(reference)
+
+    def scored(name: str, images: Iterable[np.ndarray]) -> dict:
+        return distances(name, compute(images), reference, reference_stats, run.config.seed)
+
     results = {"fid_protocol": protocol_line(protocol(run), len(reference), cfg.fid_samples)}
     for t, temperature in enumerate(cfg.fid_temperatures):
         logging.info("FID: %d samples at temperature %g", cfg.fid_samples, temperature)
@@ -127,11 +134,9 @@ def sample_quality(run: Run, key: jax.Array) -> dict:
             for i, start in enumerate(range(0, cfg.fid_samples, batch_size))
             for n in [min(batch_size, cfg.fid_samples - start)]
         )
-        results.update(distances(f"t{temperature:g}", compute(samples), reference, run.config.seed))
+        results.update(scored(f"t{temperature:g}", samples))
     reconstructions = (
         np.asarray(run.reconstruct(b["image"])) for b in run.dataset("test", len(reference))
     )
-    results.update(
-        distances("reconstructions", compute(reconstructions), reference, run.config.seed)
-    )
+    results.update(scored("reconstructions", reconstructions))
     return results
