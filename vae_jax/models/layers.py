@@ -115,16 +115,14 @@ def _conv_transpose_2x_fwd(x, kernel):
 
 def _strided_conv_kernel_grad(u: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
     """∂/∂K <g, s(u, K)>, the strided conv's weight gradient: kernel's shape [kh, kw, Cu, Cg]
-    for u [B, H, W, Cu] (H, W even) and g [B, H/2, W/2, Cg].
+    for u [B, H, W, Cu] (H, W even) and g [B, H/2, W/2, Cg], as one dot per kernel tap:
+    Σ_{b,y,x} u[b, 2y + i, 2x + j] g[b, y, x].
 
-    On XLA:CPU lax's weight gradient is slow when u has few channels or a small map (batch 64:
-    u 64x64x6 -> 32 channels 106 ms, 64x64x3 56 ms, 4x4x256 -> 512 18 ms); there one dot per
-    kernel tap, Σ_{b,y,x} u[b, 2y + i, 2x + j] g[b, y, x], takes 25, 8 and 12 ms
-    (benchmarks/layers.py). On 32x32 maps with 32 or more channels lax's is as fast or faster.
+    On XLA:CPU lax's weight gradient is as slow or slower at every shape the conv experiments
+    use (batch 64, min of 15 calls: u 64x64x6 -> 32 channels 38-54 ms against 9.5 ms per tap,
+    64x64x3 25-37 against 5-7, 32x32x32 -> 64 42-43 against 20-41, 4x4x256 -> 512 11-13 against
+    11; the CelebA train step 12 % faster, README Performance).
     """
-    if u.shape[-1] >= 16 and u.shape[1] * u.shape[2] > 16 * 16:
-        _, kernel_vjp = jax.vjp(lambda k: _strided_conv_lax(u, k), kernel)
-        return kernel_vjp(g)[0]
     kh, kw = kernel.shape[:2]
     height, width = g.shape[1:3]
     # SAME on an even input pads k - 2 in all, (k - 2) // 2 of it below.
