@@ -194,6 +194,27 @@ def test_strided_conv_and_its_gradients_equal_lax(height, width, kernel_shape):
     assert_close(got[1], want[1], 1e-5, "d/dkernel")
 
 
+KERNEL_GRAD_SHAPES = [  # (H, W of u, even; kernel [kh, kw]; Cu, Cg)
+    (8, 8, (4, 4), 3, 5),
+    (6, 4, (3, 3), 4, 2),
+    (4, 6, (5, 5), 2, 3),
+    (6, 8, (2, 3), 3, 4),
+    (34, 34, (4, 4), 16, 4),  # where _strided_conv_kernel_grad takes the phase form
+]
+
+
+@pytest.mark.parametrize("form", ["_kernel_grad_per_tap", "_kernel_grad_by_phases"])
+@pytest.mark.parametrize("height,width,kernel_shape,cu,cg", KERNEL_GRAD_SHAPES)
+def test_both_forms_of_the_weight_gradient_equal_lax(height, width, kernel_shape, cu, cg, form):
+    rng = np.random.default_rng(11)
+    u = jnp.asarray(rng.normal(size=(2, height, width, cu)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=(2, height // 2, width // 2, cg)), jnp.float32)
+    kernel = jnp.zeros((*kernel_shape, cu, cg), jnp.float32)
+    _, kernel_vjp = jax.vjp(lambda k: lax_strided_conv(u, k), kernel)
+    got = jax.jit(getattr(layers, form), static_argnums=2)(u, g, kernel.shape)
+    assert_close(got, kernel_vjp(g)[0], 1e-5, form)
+
+
 def test_strided_conv_gradient_has_no_lhs_dilated_convolution():
     u, kernel = random_inputs(10, 2, 8, 8, 5, 3, (4, 4))
     kernel = jnp.swapaxes(kernel, 2, 3)  # HWIO: 5 -> 3 channels

@@ -113,17 +113,13 @@ def _conv_transpose_2x_fwd(x, kernel):
     return _conv_transpose_2x_phases(x, kernel), (x, kernel)
 
 
-def _strided_conv_kernel_grad(u: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
-    """∂/∂K <g, s(u, K)>, the strided conv's weight gradient: kernel's shape [kh, kw, Cu, Cg]
-    for u [B, H, W, Cu] (H, W even) and g [B, H/2, W/2, Cg], as one dot per kernel tap:
+def _kernel_grad_per_tap(u: jax.Array, g: jax.Array, kernel_shape: tuple[int, ...]) -> jax.Array:
+    """∂/∂K <g, s(u, K)> as one dot per kernel tap (i, j):
     Σ_{b,y,x} u[b, 2y + i, 2x + j] g[b, y, x].
 
-    On XLA:CPU lax's weight gradient is as slow or slower at every shape the conv experiments
-    use (batch 64, min of 15 calls: u 64x64x6 -> 32 channels 38-54 ms against 9.5 ms per tap,
-    64x64x3 25-37 against 5-7, 32x32x32 -> 64 42-43 against 20-41, 4x4x256 -> 512 11-13 against
-    11; the CelebA train step 12 % faster, README Performance).
+    u [B, H, W, Cu] (H, W even), g [B, H/2, W/2, Cg] -> [kh, kw, Cu, Cg].
     """
-    kh, kw = kernel.shape[:2]
+    kh, kw = kernel_shape[:2]
     height, width = g.shape[1:3]
     # SAME on an even input pads k - 2 in all, (k - 2) // 2 of it below.
     low_h, low_w = (kh - 2) // 2, (kw - 2) // 2
@@ -133,7 +129,62 @@ def _strided_conv_kernel_grad(u: jax.Array, g: jax.Array, kernel: jax.Array) -> 
         for i in range(kh)
         for j in range(kw)
     ]
-    return jnp.stack(taps).reshape(kernel.shape)
+    return jnp.stack(taps).reshape(kernel_shape)
+
+
+def _kernel_grad_by_phases(u: jax.Array, g: jax.Array, kernel_shape: tuple[int, ...]) -> jax.Array:
+    """∂/∂K <g, s(u, K)> as one dot: the four phases of the padded u against shifted copies of g.
+
+    Tap i = 2d + a reads phase a (rows a, a + 2, ... of the padded u) at row y + d for output
+    row y, so Σ_y u_a[y + d] g[y] = Σ_y' u_a[y'] g_d[y'] with g_d = g moved d rows down (zeros
+    elsewhere); likewise along the width. u [B, H, W, Cu] (H, W even), g [B, H/2, W/2, Cg]
+    -> [kh, kw, Cu, Cg].
+    """
+    kh, kw, channels_u, channels_g = kernel_shape
+    batch, height, width, _ = g.shape
+    shifts_h, shifts_w = (kh + 1) // 2, (kw + 1) // 2  # taps per phase along each axis
+    rows, cols = height + shifts_h - 1, width + shifts_w - 1  # the phases' size
+    low_h, low_w = (kh - 2) // 2, (kw - 2) // 2  # SAME's low padding, as in the per-tap form
+    u = jnp.pad(
+        u,
+        [
+            (0, 0),
+            (low_h, 2 * rows - u.shape[1] - low_h),
+            (low_w, 2 * cols - u.shape[2] - low_w),
+            (0, 0),
+        ],
+    )
+    phases = u.reshape(batch, rows, 2, cols, 2, channels_u).transpose(0, 1, 3, 2, 4, 5)
+    shifted = jnp.stack(
+        [
+            jnp.pad(g, [(0, 0), (d, shifts_h - 1 - d), (e, shifts_w - 1 - e), (0, 0)])
+            for d in range(shifts_h)
+            for e in range(shifts_w)
+        ],
+        axis=3,
+    )  # [B, rows, cols, shifts_h * shifts_w, Cg]
+    points = batch * rows * cols
+    products = shifted.reshape(points, -1).T @ phases.reshape(points, -1)
+    products = products.reshape(shifts_h, shifts_w, channels_g, 2, 2, channels_u)
+    taps = products.transpose(0, 3, 1, 4, 5, 2).reshape(2 * shifts_h, 2 * shifts_w, -1, channels_g)
+    return taps[:kh, :kw]
+
+
+def _strided_conv_kernel_grad(u: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
+    """∂/∂K <g, s(u, K)>, the strided conv's weight gradient: kernel's shape [kh, kw, Cu, Cg]
+    for u [B, H, W, Cu] (H, W even) and g [B, H/2, W/2, Cg].
+
+    lax's weight gradient is as slow as or slower than both forms below at every shape the conv
+    experiments use on XLA:CPU. Batch 64, min of 15 calls, lax / per tap / by phases: u 64x64x3
+    -> 32 channels 25-37 / 7 / 38 ms, 8x8x128 -> 256 12-13 / 12 / 19 ms, 16x16x64 -> 128 17 / 19 /
+    18 ms, 32x32x32 -> 64 42-43 / 35-51 / 19 ms (32 channels: per tap 36, by phases 12 ms).
+    XLA:CPU's strided
+    slices are slow, and the per-tap dots contract 16,384 rows into 32x64 outputs; the phase form
+    reads u once in its natural order, at the cost of about 1/H more work from its padding.
+    """
+    if u.shape[-1] >= 16 and u.shape[1] * u.shape[2] > 16 * 16:
+        return _kernel_grad_by_phases(u, g, kernel.shape)
+    return _kernel_grad_per_tap(u, g, kernel.shape)
 
 
 def _conv_transpose_2x_bwd(residuals, g):
