@@ -177,12 +177,13 @@ def _strided_conv_kernel_grad(u: jax.Array, g: jax.Array, kernel: jax.Array) -> 
     lax's weight gradient is as slow as or slower than both forms below at every shape the conv
     experiments use on XLA:CPU. Batch 64, min of 15 calls, lax / per tap / by phases: u 64x64x3
     -> 32 channels 25-37 / 7 / 38 ms, 8x8x128 -> 256 12-13 / 12 / 19 ms, 16x16x64 -> 128 17 / 19 /
-    18 ms, 32x32x32 -> 64 42-43 / 35-51 / 19 ms (32 channels: per tap 36, by phases 12 ms).
+    18 ms, 32x32x32 -> 64 42-43 / 35-51 / 19 ms (32 channels: per tap 36, by phases 12 ms),
+    14x14x32 -> 64 (batch 128) per tap 15, by phases 7 ms.
     XLA:CPU's strided
     slices are slow, and the per-tap dots contract 16,384 rows into 32x64 outputs; the phase form
     reads u once in its natural order, at the cost of about 1/H more work from its padding.
     """
-    if u.shape[-1] >= 16 and u.shape[1] * u.shape[2] > 16 * 16:
+    if u.shape[-1] >= 16 and u.shape[1] * u.shape[2] >= 14 * 14:
         return _kernel_grad_by_phases(u, g, kernel.shape)
     return _kernel_grad_per_tap(u, g, kernel.shape)
 
