@@ -13,7 +13,9 @@ its adjoint in u, t(x, K) = s(·, K)ᵀ x, taking x [B, H, W, Cin] to [B, 2H, 2W
     ∂/∂x <g, t(x, K)> = s(g, K)                      an ordinary strided conv
     ∂/∂K <g, t(x, K)> = (∂s(g, K)/∂K)ᵀ x             the strided conv's weight-VJP at input g
 
-and both are fast on XLA:CPU. `conv_transpose_2x` states these as its `jax.custom_vjp`.
+and both stay off the slow path: the first is lax's strided conv, the second is computed as
+dots (`_strided_conv_kernel_grad`, faster than lax's own weight gradient at every shape the
+experiments use). `conv_transpose_2x` states these as its `jax.custom_vjp`.
 
 The forward pass is split by output phase: output pixel (2i + a, 2j + b) only meets the kernel
 taps K[a + p :: 2, b + p :: 2] (p = the low SAME padding of s), so t is four stride-1
