@@ -14,8 +14,8 @@ its adjoint in u, t(x, K) = s(·, K)ᵀ x, taking x [B, H, W, Cin] to [B, 2H, 2W
     ∂/∂K <g, t(x, K)> = (∂s(g, K)/∂K)ᵀ x             the strided conv's weight-VJP at input g
 
 and both stay off the slow path: the first is lax's strided conv, the second is computed as
-dots (`_strided_conv_kernel_grad`, faster than lax's own weight gradient at every shape the
-experiments use). `conv_transpose_2x` states these as its `jax.custom_vjp`.
+dots (`_strided_conv_kernel_grad`, as fast as or faster than lax's own weight gradient at every
+shape the experiments use). `conv_transpose_2x` states these as its `jax.custom_vjp`.
 
 The forward pass is split by output phase: output pixel (2i + a, 2j + b) only meets the kernel
 taps K[a + p :: 2, b + p :: 2] (p = the low SAME padding of s), so t is four stride-1
@@ -176,14 +176,14 @@ def _strided_conv_kernel_grad(u: jax.Array, g: jax.Array, kernel: jax.Array) -> 
     """∂/∂K <g, s(u, K)>, the strided conv's weight gradient: kernel's shape [kh, kw, Cu, Cg]
     for u [B, H, W, Cu] (H, W even) and g [B, H/2, W/2, Cg].
 
-    lax's weight gradient is as slow as or slower than both forms below at every shape the conv
-    experiments use on XLA:CPU. Batch 64, min of 15 calls, lax / per tap / by phases: u 64x64x3
-    -> 32 channels 25-37 / 7 / 38 ms, 8x8x128 -> 256 12-13 / 12 / 19 ms, 16x16x64 -> 128 17 / 19 /
-    18 ms, 32x32x32 -> 64 42-43 / 35-51 / 19 ms (32 channels: per tap 36, by phases 12 ms),
-    14x14x32 -> 64 (batch 128) per tap 15, by phases 7 ms.
-    XLA:CPU's strided
-    slices are slow, and the per-tap dots contract 16,384 rows into 32x64 outputs; the phase form
-    reads u once in its natural order, at the cost of about 1/H more work from its padding.
+    Of the two forms, the one chosen for the shape is as fast as or faster than lax's weight
+    gradient at every shape the conv experiments use on XLA:CPU. Batch 64, min of 15 calls,
+    lax / per tap / by phases: u 64x64x3 -> 32 channels 25-37 / 7 / 38 ms, 8x8x128 -> 256 12-13 /
+    12 / 19 ms, 16x16x64 -> 128 17 / 19 / 18 ms, 32x32x32 -> 64 42-43 / 35-51 / 19 ms (32
+    channels: per tap 36, by phases 12 ms), 14x14x32 -> 64 (batch 128) per tap 15, by phases 7 ms.
+    XLA:CPU's strided slices are slow, and the per-tap dots contract 16,384 rows into 32x64
+    outputs; the phase form reads u once in its natural order, at the cost of about 2/h more work
+    from its padding (h x w the output map).
     """
     if u.shape[-1] >= 16 and u.shape[1] * u.shape[2] >= 14 * 14:
         return _kernel_grad_by_phases(u, g, kernel.shape)
