@@ -2,6 +2,7 @@
 and writes its own workdir; a diverging point drops out without stopping the others."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -106,3 +107,31 @@ def test_points_differing_outside_the_vectorised_keys_are_refused(tmp_path):
     configs = [tiny_config(), tiny_config(**{"model.latent_dim": 3})]
     with pytest.raises(ValueError, match="differ outside VECTORIZED_KEYS"):
         train.train_points(configs, [tmp_path / "a", tmp_path / "b"])
+
+
+@pytest.mark.slow
+def test_points_resumed_at_different_steps_keep_their_own_rate_and_schedule(tmp_path):
+    # Each point first trains alone (fixing its train.schedule_steps in config.json), then all
+    # resume in one call. a starts at another step than b and c, so b and c train without it;
+    # b and c start at the same step with different schedules. Each must keep its own learning
+    # rate and cosine schedule.
+    steps = 30
+    points = {
+        "a": ({"seed": 0, "train.learning_rate": 1e-3, "train.schedule_steps": 40}, 10),
+        "b": ({"seed": 1, "train.learning_rate": 3e-4, "train.schedule_steps": 60}, 20),
+        "c": ({"seed": 2, "train.learning_rate": 3e-4, "train.schedule_steps": 200}, 20),
+    }
+    configs = []
+    for name, (overrides, first_steps) in points.items():
+        config = tiny_config(**overrides, **{"train.lr_schedule": "cosine"})
+        config.train.update(num_steps=first_steps, checkpoint_every=10, eval_every=steps)
+        train.train_and_evaluate(config, tmp_path / f"{name}_together")
+        shutil.copytree(tmp_path / f"{name}_together", tmp_path / f"{name}_alone")
+        resumed = apply_overrides(config, {"train.num_steps": steps})
+        resumed.train.schedule_steps = None  # as config.json recorded it
+        configs.append(resumed)
+    together = train.train_points(configs, [tmp_path / f"{name}_together" for name in points])
+    for config, name, state in zip(configs, points, together):
+        alone = train.train_and_evaluate(config, tmp_path / f"{name}_alone")
+        assert int(state.step) == int(alone.step) == steps
+        assert_same_params(state, alone, f"point {name}", steps, config.train.learning_rate)

@@ -532,10 +532,10 @@ def _train_points(
         for point_config, workdir in zip(configs, workdirs)
     ]
     model = make_model(config.model, image_shape, config.train.compute_dtype)
-    optimizer = optim.make_optimizer(config.train)
     kind = config.objective.kind
     try:
         for point in points:
+            optimizer = optim.make_optimizer(point.config.train)
             init_key = point.keys[0]
             _restore(point, create_train_state(model, optimizer, image_shape, init_key, mesh, kind))
         num_steps = config.train.num_steps
@@ -547,10 +547,8 @@ def _train_points(
                     int(point.state.step),
                     num_steps,
                 )
-        start_steps = sorted({int(p.state.step) for p in points if int(p.state.step) < num_steps})
-        for start_step in start_steps:  # points resumed at different steps train apart
-            group = [point for point in points if int(point.state.step) == start_step]
-            _train_group(group, model, optimizer, image_shape, mesh)
+        for group in step_groups([p for p in points if int(p.state.step) < num_steps]):
+            _train_group(group, model, image_shape, mesh)
     finally:
         for point in points:
             point.manager.close()
@@ -560,6 +558,16 @@ def _train_points(
     if diverged:
         raise TrainingDivergedError("; ".join(diverged))
     return [point.state for point in points]
+
+
+def step_groups(points: list[_Point]) -> list[list[_Point]]:
+    """`points` split into the groups that train as one program, in order of their step: equal
+    steps and equal resolved configs outside VECTORIZED_KEYS (a resumed point keeps the
+    train.schedule_steps of its config.json, which may differ from the others')."""
+    groups: dict[tuple[int, str], list[_Point]] = {}
+    for point in points:
+        groups.setdefault((int(point.state.step), group_key(point.config)), []).append(point)
+    return [groups[key] for key in sorted(groups)]
 
 
 def group_batches(
@@ -587,14 +595,16 @@ def group_batches(
 def _train_group(
     points: list[_Point],
     model: Model,
-    optimizer: optax.GradientTransformation,
     image_shape: tuple[int, int, int],
     eval_mesh: jax.sharding.Mesh,
 ) -> None:
-    """Trains `points`, all at the same step, to train.num_steps as one vectorised program spread
-    over the devices (parallel.make_mesh of the group), leaving each one's final state in
-    point.state. Evaluation runs on `eval_mesh`, one point at a time."""
+    """Trains `points`, all at the same step and with equal resolved configs outside
+    VECTORIZED_KEYS (step_groups), to train.num_steps as one vectorised program spread over the
+    devices (parallel.make_mesh of the group), leaving each one's final state in point.state.
+    The optimizer and its schedule are the first point's; the others scale its updates by their
+    own learning rate (point_weights). Evaluation runs on `eval_mesh`, one point at a time."""
     config = points[0].config
+    optimizer = optim.make_optimizer(config.train)
     mesh = parallel.make_mesh(len(points))
     train_step = make_train_step(model, optimizer, config, mesh)
     num_steps = config.train.num_steps
