@@ -418,3 +418,50 @@ def test_factor_score_points_below_two_fail_naming_the_key(points):
     )
     with pytest.raises(config_lib.ConfigError, match="eval.factor_score_points"):
         config_lib.validate(config)
+
+
+@pytest.mark.slow
+def test_analysis_of_a_test_split_of_one_five_or_fifteen_images_writes_what_fits(tmp_path):
+    """An idx folder whose test split is cut to 1, 5 and 15 images: analyze finishes, writes
+    eval.json over those images, and draws every figure that fits them (interpolations need two;
+    the label probe needs two classes among as many training codes)."""
+    from test_idx import idx_bytes, write_idx_folder
+
+    from experiments import mnist
+    from vae_jax.data import idx
+
+    folder = tmp_path / "data"
+    images, labels = write_idx_folder(folder, gzipped=False)["test"]
+    config = mnist.get_config("tiny")
+    config.dataset.update(name="fashion_mnist", path=str(folder))
+    workdir = tmp_path / "run"
+    train.train_and_evaluate(config, workdir)
+    for size in (1, 5, 15):
+        for stem, array in zip(idx.FILES["test"], (images[:size], labels[:size])):
+            (folder / stem).write_bytes(idx_bytes(array))
+        shutil.rmtree(workdir / "figures")
+        results = evaluation.analyze(workdir)
+        saved = json.loads((workdir / "eval.json").read_text())
+        assert saved["num_examples"] == size and saved["iwae_examples"] == min(size, 8)
+        assert np.isfinite(saved["elbo"]) and np.isfinite(saved["iwae_nll"])
+        assert saved["iwae_nll"] == pytest.approx(results["iwae_nll"])
+        drawn = {path.stem for path in (workdir / "figures").glob("*.png")}
+        expected = {"reconstructions", "samples_t0.7", "samples_t1", "traversals"}
+        assert expected | ({"interpolations"} if size >= 2 else set()) == drawn, size
+        with Image.open(workdir / "figures" / "reconstructions.png") as image:
+            assert image.size[0] > 100
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("examples", [1, 5])
+def test_analysis_of_a_few_factor_coded_examples_finishes(tiny_run, examples):
+    """Factor metrics of 1 or 5 test codes and scores of 2 fixed-factor points: what cannot be
+    estimated from so few is left out, the rest is written."""
+    few = {
+        "eval.analysis_examples": examples,
+        "eval.iwae_examples": examples,
+        "eval.factor_score_points": 2,
+    }
+    results = evaluation.analyze(tiny_run, eval_overrides=few)
+    assert results["num_examples"] == examples and np.isfinite(results["elbo"])
+    assert 0 <= results["beta_vae_score"] <= 1 and 0 <= results["factor_vae_score"] <= 1

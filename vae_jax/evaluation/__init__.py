@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 __all__ = ["analyze", "evaluate_run", "format_table"]
 
 
+# The code-based factor metrics fit predictors on half the codes and score the other half;
+# below this many codes a factor often takes one value in a half.
+MIN_FACTOR_METRIC_CODES = 10
+
+
 def evaluate_run(run: Run, key: jax.Array) -> dict:
     """The evaluation suite on the run's test split, as a JSON-ready dict.
 
@@ -92,7 +97,13 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
         active_units=num_active,
         active_unit_variances=variances.tolist(),
     )
-    if "factors" in test:
+    if "factors" in test and len(codes) < MIN_FACTOR_METRIC_CODES:
+        logging.info(
+            "No MIG, DCI, SAP, modularity or explicitness: %d test codes (they need %d)",
+            len(codes),
+            MIN_FACTOR_METRIC_CODES,
+        )
+    elif "factors" in test:
         results.update(disentanglement.factor_metrics(codes, test["factors"]))
     factor_sizes = data.factor_sizes(run.config.dataset)
     if factor_sizes is not None:
@@ -214,9 +225,14 @@ def analysis_figures(run: Run, results: dict, key: jax.Array) -> dict[str, tuple
             ["test input"] + [f"top {k}" for k in kept],
             None,
         )
+    # Up to 4 pairs, each image of the first half of the inputs with its partner in the second.
+    half = min(FIGURE_COLUMNS, len(images) // 2)
+    if half == 0:
+        logging.info("No interpolations: the test split has %d image(s)", len(images))
+        return figures_
     pairs = [
-        np.asarray(run.interpolate(images[i], images[FIGURE_COLUMNS + i], FIGURE_COLUMNS))
-        for i in range(4)
+        np.asarray(run.interpolate(images[i], images[half + i], FIGURE_COLUMNS))
+        for i in range(min(4, half))
     ]
     figures_["interpolations"] = (
         np.stack(pairs),

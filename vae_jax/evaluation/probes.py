@@ -52,13 +52,18 @@ def label_metrics(
     test_labels: np.ndarray,
 ) -> dict:
     """Test accuracy of one multinomial logistic regression from mean codes [N, k] to class
-    labels [N], fitted on the train codes, beside the majority-class baseline."""
+    labels [N], fitted on the train codes, beside the majority-class baseline. Train labels of
+    one class (a handful of codes) predict that class."""
     from sklearn.linear_model import LogisticRegression  # see attribute_probe_accuracy
 
-    scale = train_codes.std(0) + 1e-8
-    probe = LogisticRegression(max_iter=1000).fit(train_codes / scale, train_labels)
+    if len(np.unique(train_labels)) < 2:
+        accuracy = float(np.mean(test_labels == train_labels[0]))
+    else:
+        scale = train_codes.std(0) + 1e-8
+        probe = LogisticRegression(max_iter=1000).fit(train_codes / scale, train_labels)
+        accuracy = float(probe.score(test_codes / scale, test_labels))
     counts = np.bincount(test_labels)
     return {
-        "label_probe_accuracy": float(probe.score(test_codes / scale, test_labels)),
+        "label_probe_accuracy": accuracy,
         "label_majority_baseline": float(counts.max() / counts.sum()),
     }
