@@ -1,6 +1,7 @@
 """Evaluation suite: IWAE against ELBO and against an analytic log-likelihood, active units,
 bits/dim, attribute probes, and `--mode=analyze` end to end."""
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -224,7 +225,7 @@ def test_analyze_reports_fid_and_kid_per_temperature_and_caches_the_reference(
     run = load_run(workdir)
     run.config.eval.fid_samples = 4
 
-    def not_again(images):
+    def not_again(what, images, count):
         raise AssertionError("the reference features were computed again")
 
     cached = sample_quality.reference_features(run, not_again)
@@ -327,10 +328,11 @@ def factor_run(tmp_path, monkeypatch, mixing: np.ndarray | None) -> Run:
     def dataset(split, num_examples=None):
         assert split == "test", split
         n = num_examples or 1000
-        return [
+        batches = [
             {"image": images[i : min(i + 500, n)], "factors": factors[i : min(i + 500, n)]}
             for i in range(0, n, 500)
         ]
+        return data.EvalBatches(lambda: iter(batches), n)
 
     run.dataset = dataset
     return run
@@ -465,3 +467,22 @@ def test_analysis_of_a_few_factor_coded_examples_finishes(tiny_run, examples):
     results = evaluation.analyze(tiny_run, eval_overrides=few)
     assert results["num_examples"] == examples and np.isfinite(results["elbo"])
     assert 0 <= results["beta_vae_score"] <= 1 and 0 <= results["factor_vae_score"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("experiment", "overrides", "expected"),
+    [
+        ("shapes", {}, 0),  # Bernoulli pixels
+        ("mnist", {"model.likelihood": "gaussian"}, 0),  # one channel
+        ("celeba", {}, 500),  # three channels on the CPU
+        ("shapes", {"eval.fid_samples": 64}, 64),  # asked for
+    ],
+)
+def test_unset_fid_samples_leave_fid_out_for_binary_or_grey_data_and_fit_the_cpu(
+    experiment, overrides, expected
+):
+    config = importlib.import_module(f"experiments.{experiment}").get_config()
+    if experiment == "mnist":
+        overrides = {**overrides, "dataset.channels": 1}
+    config = config_lib.apply_overrides(config, overrides)
+    assert evaluation.with_fid_samples(config).eval.fid_samples == expected

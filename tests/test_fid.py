@@ -10,6 +10,7 @@ import pytest
 
 from vae_jax import fid, parallel
 from vae_jax.evaluation import sample_quality
+from vae_jax.progress import Progress
 
 GOLDEN = Path(__file__).parent / "golden" / "inception_features.npz"
 
@@ -26,6 +27,7 @@ def test_features_match_the_reference_torchscript_network_within_1e_3():
         [golden["images"] / 255.0],
         4,  # three images and one row of padding
         mesh,
+        Progress("golden features", 3),
     )
     reference = golden["features"]
     assert features.shape == reference.shape == (3, fid.FEATURES)

@@ -20,7 +20,7 @@ accept numpy or jax arrays of any batch size.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -154,7 +154,7 @@ class Run:
         weights = jnp.linspace(0.0, 1.0, steps)[:, None]
         return self.decode((1 - weights) * means[0] + weights * means[1]).mean()
 
-    def dataset(self, split: str = "test", num_examples: int | None = None) -> Iterable[data.Batch]:
+    def dataset(self, split: str = "test", num_examples: int | None = None) -> data.EvalBatches:
         """The run's evaluation input pipeline over the first `num_examples` of `split` (None:
         all of it), ordered, without augmentation."""
         return data.eval_batches(self.config, split, num_examples)

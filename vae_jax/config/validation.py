@@ -289,7 +289,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ):
         _at_least(config, key, 1, integer=True, optional=True)
     _at_least(config, "eval.factor_score_points", 2, integer=True, optional=True)
-    _at_least(config, "eval.fid_samples", 0, integer=True)
+    _at_least(config, "eval.fid_samples", 0, integer=True, optional=True)
     temperatures = config.eval.fid_temperatures
     _require(
         isinstance(temperatures, (tuple, list))

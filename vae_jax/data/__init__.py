@@ -21,7 +21,7 @@ the benchmarks never load it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import ml_collections
@@ -159,11 +159,13 @@ def train_batches(config: ml_collections.ConfigDict, start_step: int = 0) -> Ite
     )
 
 
-class _Reiterable:
-    """An iterable that starts a fresh pass each time it is iterated."""
+class EvalBatches:
+    """The batches of eval_batches: an iterable that starts a fresh pass each time it is
+    iterated, over num_examples examples."""
 
-    def __init__(self, make_iterator: Callable[[], Iterator[Batch]]):
+    def __init__(self, make_iterator: Callable[[], Iterator[Batch]], num_examples: int):
         self._make_iterator = make_iterator
+        self.num_examples = num_examples
 
     def __iter__(self) -> Iterator[Batch]:
         return self._make_iterator()
@@ -171,7 +173,7 @@ class _Reiterable:
 
 def eval_batches(
     config: ml_collections.ConfigDict, split: str = "test", num_examples: int | None = -1
-) -> Iterable[Batch]:
+) -> EvalBatches:
     """Ordered passes over the first `num_examples` of `split`, exactly that split: "train",
     "validation" or "test" (None: all of it; by default config.eval.num_examples). The files are
     listed once; each `iter()` is a new pass. Dynamic binarisation uses a fixed seed, not
@@ -186,12 +188,13 @@ def eval_batches(
     if d.name == "shapes":
         batch_size = config.eval.batch_size
         shapes.eval_batches(split, batch_size, num_examples)  # fails now if num_examples is bad
-        return _Reiterable(lambda: shapes.eval_batches(split, batch_size, num_examples))
+        count = num_examples or len(shapes.splits(shapes.SPLIT_SEED)[split])
+        return EvalBatches(lambda: shapes.eval_batches(split, batch_size, num_examples), count)
     from vae_jax.data import pipeline
 
     source = _source(d, split)
     num_examples = min(source.num_examples, num_examples or source.num_examples)
-    return pipeline.eval_batches(
+    batches = pipeline.eval_batches(
         source.elements,
         num_examples,
         pipeline.preprocess_fn(d.crop, d.image_size, source.channels),
@@ -199,3 +202,4 @@ def eval_batches(
         dynamic_binarization=d.dynamic_binarization,
         read=source.read,
     )
+    return EvalBatches(lambda: iter(batches), num_examples)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jax
+import ml_collections
 import numpy as np
 from absl import logging
 
@@ -26,11 +27,41 @@ from vae_jax import data, figures, parallel, report, writers
 from vae_jax import objectives as O
 from vae_jax.evaluation import disentanglement, likelihood, probes
 from vae_jax.models.heads import EIGHT_BIT_LIKELIHOODS
+from vae_jax.progress import Progress
 
 if TYPE_CHECKING:
     from vae_jax.run import Run
 
 __all__ = ["analyze", "evaluate_run", "format_table"]
+
+
+# eval.fid_samples when unset, on CPU and on accelerators. The Inception network runs about 4.5
+# images/s on 2 CPU cores (README, FID): 500 samples, their test images and reconstructions take
+# about 6 minutes there; the 10,000 of the common protocol take over 2 hours.
+FID_SAMPLES_CPU = 500
+FID_SAMPLES_ACCELERATOR = 10_000
+
+
+def with_fid_samples(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config`, or when eval.fid_samples is unset a copy with it set: 0 (no FID or KID) for
+    Bernoulli pixels, whose E[x|z] images are grey levels scored against binary images, and for
+    one-channel data (an ImageNet network's features of grey digits); else FID_SAMPLES_CPU on
+    CPU and FID_SAMPLES_ACCELERATOR on a GPU or TPU. Logs the choice."""
+    if config.eval.fid_samples is not None:
+        return config
+    backend = jax.default_backend()
+    if config.model.likelihood == "bernoulli" or config.dataset.channels == 1:
+        samples, why = 0, "FID and KID left out for binary or one-channel data"
+    elif backend == "cpu":
+        samples, why = FID_SAMPLES_CPU, "FID and KID at a size that takes minutes on CPU"
+    else:
+        samples, why = FID_SAMPLES_ACCELERATOR, f"FID and KID on {backend}"
+    logging.info(
+        "eval.fid_samples unset: %d (%s); set --config.eval.fid_samples=N to choose",
+        samples,
+        why,
+    )
+    return config_lib.apply_overrides(config, {"eval.fid_samples": samples})
 
 
 # The code-based factor metrics fit predictors on half the codes and score the other half;
@@ -46,6 +77,7 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
     per decoder call), factor_score_points (BetaVAE and FactorVAE scores), fid_samples and
     fid_temperatures (FID and KID; 0 samples: none), batch_size.
     """
+    run.config = with_fid_samples(run.config)
     cfg = run.config.eval
     mesh = parallel.make_mesh()
     parallel.check_divisible("eval.batch_size", cfg.batch_size, mesh)
@@ -54,8 +86,9 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
 
     def per_example(split: str, num_examples: int | None) -> dict[str, np.ndarray]:
         batches = run.dataset(split, num_examples)
+        progress = Progress(f"ELBO and codes of the {split} split", batches.num_examples)
         return likelihood.elbo_per_example(
-            elbo_fn, run.params, batches, elbo_key, mesh, cfg.batch_size
+            elbo_fn, run.params, progress.over_batches(batches), elbo_key, mesh, cfg.batch_size
         )
 
     test = per_example("test", cfg.analysis_examples)
@@ -125,9 +158,9 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
     return results
 
 
-def _factor_encoder(run: Run) -> disentanglement.Representation:
+def _factor_encoder(run: Run, progress: Progress) -> disentanglement.Representation:
     """Factor indices [N, F] -> posterior means [N, k] of the images with those factors,
-    rendered and encoded eval.batch_size at a time."""
+    rendered and encoded eval.batch_size at a time, each call advancing `progress`."""
     batch_size = run.config.eval.batch_size
 
     def encode(factors: np.ndarray) -> np.ndarray:
@@ -138,7 +171,9 @@ def _factor_encoder(run: Run) -> disentanglement.Representation:
             for i in range(0, len(factors), batch_size)
         ]
         # Read back only now: encoding runs asynchronously while the next batch renders.
-        return np.concatenate([np.asarray(m) for m in means])
+        codes = np.concatenate([np.asarray(m) for m in means])
+        progress.advance(len(codes))
+        return codes
 
     return encode
 
@@ -148,13 +183,10 @@ def _fixed_factor_scores(run: Run, factor_sizes: Sequence[int]) -> dict:
     eval.factor_score_points training points (None: disentanglement_lib's), half as many
     evaluation points, factors drawn from disentanglement.FACTOR_SCORE_SEED."""
     points = run.config.eval.factor_score_points or disentanglement.TRAIN_POINTS
-    # 289 images per training point: a long step on CPU (README, Analysis), so say so.
-    logging.info(
-        "BetaVAE and FactorVAE scores: %d training points, rendering and encoding %d images",
-        points,
-        points + (points + points // 2) * 3 * disentanglement.POINT_BATCH,
-    )
-    encode = _factor_encoder(run)
+    # 289 images per training point: a long step on CPU (README, Analysis).
+    images = points + (points + points // 2) * 3 * disentanglement.POINT_BATCH
+    progress = Progress("BetaVAE and FactorVAE scores, rendered and encoded", images)
+    encode = _factor_encoder(run, progress)
     seed = disentanglement.FACTOR_SCORE_SEED
     return {
         "beta_vae_score": disentanglement.beta_vae_score(
@@ -260,7 +292,7 @@ def analyze(
             raise config_lib.ConfigError(
                 f"--config.{key}: only eval.* settings apply to --mode=analyze"
             )
-    run.config = config_lib.apply_overrides(run.config, overrides)
+    run.config = with_fid_samples(config_lib.apply_overrides(run.config, overrides))
     config_lib.validate(run.config)
     if run.config.eval.fid_samples:
         # Imported here: `import vae_jax` loads this package (through run.py), and a vae_jax.fid

@@ -16,6 +16,7 @@ from vae_jax import data, parallel, report
 from vae_jax import distributions as D
 from vae_jax import objectives as O
 from vae_jax.models import Model, is_hierarchical
+from vae_jax.progress import Progress
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Cov_x(E_q[z_i]) above this is active
 IWAE_IMAGES_PER_CALL = 2048  # importance samples x images per decoder call
@@ -113,17 +114,13 @@ def iwae_nll(
     images per call (larger calls are memory-bound on CPU)."""
     terms_fn = make_log_weight_terms_fn(model)
     examples_per_call = max(1, IWAE_IMAGES_PER_CALL // chunk_size)
-    bounds = [
-        iwae_bound_chunked(
-            terms_fn,
-            params,
-            images[start : start + examples_per_call],
-            jax.random.fold_in(key, start),
-            num_samples,
-            chunk_size,
-        )
-        for start in range(0, len(images), examples_per_call)
-    ]
+    progress = Progress(f"IWAE bound, K = {num_samples}", len(images))
+    bounds = []
+    for start in range(0, len(images), examples_per_call):
+        x = images[start : start + examples_per_call]
+        key_x = jax.random.fold_in(key, start)
+        bounds.append(iwae_bound_chunked(terms_fn, params, x, key_x, num_samples, chunk_size))
+        progress.advance(len(x))
     return -np.concatenate(bounds)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from vae_jax import fid, files, parallel
+from vae_jax.progress import Progress
 
 if TYPE_CHECKING:
     from vae_jax.run import Run
@@ -54,22 +55,25 @@ def protocol_line(protocol_: dict, num_reference: int, num_generated: int) -> st
 
 
 def features_of(
-    feature_fn: Callable, params, images: Iterable[np.ndarray], batch_size: int, mesh
+    feature_fn: Callable, params, images: Iterable[np.ndarray], batch_size: int, mesh, progress
 ) -> np.ndarray:
     """Pool3 features [N, 2048] of batches of images [b, H, W, C] in [0, 1] (b <= batch_size;
-    a smaller batch is padded and its padding dropped)."""
+    a smaller batch is padded and its padding dropped), advancing `progress` (a
+    progress.Progress) by each batch."""
     features = []
     for batch in images:
         count = len(batch)
         padded, _ = parallel.pad_to({"image": fid.to_8bit(batch)}, batch_size)
         placed = parallel.put_global_batch(padded, mesh)["image"]
         features.append(np.asarray(feature_fn(params, placed))[:count])
+        progress.advance(count)
     return np.concatenate(features)
 
 
-def reference_features(run: Run, compute: Callable[[Iterable[np.ndarray]], np.ndarray]):
+def reference_features(run: Run, compute: Callable[[str, Iterable[np.ndarray], int], np.ndarray]):
     """Features [N, 2048] of the first eval.fid_samples test images (N: fewer when the split
-    is smaller), from the cache when it holds them for this protocol."""
+    is smaller), from the cache when it holds them for this protocol. compute(what, batches,
+    count) computes features."""
     protocol_ = protocol(run)
     digest = hashlib.sha256(json.dumps(protocol_, sort_keys=True).encode()).hexdigest()
     dataset = protocol_["dataset"].replace("/", "_")  # cmaterdb/bangla
@@ -78,10 +82,8 @@ def reference_features(run: Run, compute: Callable[[Iterable[np.ndarray]], np.nd
         with np.load(path) as cached:
             if json.loads(str(cached["protocol"])) == protocol_:
                 return cached["features"]
-    logging.info(
-        "FID reference: features of up to %d test images", protocol_["max_reference_images"]
-    )
-    features = compute(b["image"] for b in run.dataset("test", run.config.eval.fid_samples))
+    test = run.dataset("test", run.config.eval.fid_samples)
+    features = compute("FID reference: test images", (b["image"] for b in test), test.num_examples)
     files.write_npz(path, features=features, protocol=json.dumps(protocol_, sort_keys=True))
     return features
 
@@ -115,28 +117,41 @@ def sample_quality(run: Run, key: jax.Array) -> dict:
     )
     params = fid.load_params()
     feature_fn = fid.make_feature_fn(mesh)
+    passes = cfg.fid_samples * (len(cfg.fid_temperatures) + 2)
+    logging.info(
+        "FID and KID: up to %d Inception-v3 passes (%d samples at each of %d temperature(s), "
+        "as many test images and their reconstructions; the test images' features are cached) "
+        "on %s",
+        passes,
+        cfg.fid_samples,
+        len(cfg.fid_temperatures),
+        jax.default_backend(),
+    )
 
-    def compute(images: Iterable[np.ndarray]) -> np.ndarray:
-        return features_of(feature_fn, params, images, batch_size, mesh)
+    def compute(what: str, images: Iterable[np.ndarray], count: int) -> np.ndarray:
+        progress = Progress(what, count)
+        return features_of(feature_fn, params, images, batch_size, mesh, progress)
 
     reference = reference_features(run, compute)
+    if len(reference) < 2:
+        logging.info("No FID or KID: the test split has %d image(s)", len(reference))
+        return {}
     reference_stats = fid.feature_statistics(reference)
 
-    def scored(name: str, images: Iterable[np.ndarray]) -> dict:
-        return distances(name, compute(images), reference, reference_stats, run.config.seed)
+    def scored(name: str, images: Iterable[np.ndarray], count: int) -> dict:
+        features = compute(f"FID: {name}", images, count)
+        return distances(name, features, reference, reference_stats, run.config.seed)
 
     results = {"fid_protocol": protocol_line(protocol(run), len(reference), cfg.fid_samples)}
     for t, temperature in enumerate(cfg.fid_temperatures):
-        logging.info("FID: %d samples at temperature %g", cfg.fid_samples, temperature)
         temperature_key = jax.random.fold_in(key, t)
         samples = (
             np.asarray(run.sample(jax.random.fold_in(temperature_key, i), n, temperature))
             for i, start in enumerate(range(0, cfg.fid_samples, batch_size))
             for n in [min(batch_size, cfg.fid_samples - start)]
         )
-        results.update(scored(f"t{temperature:g}", samples))
-    reconstructions = (
-        np.asarray(run.reconstruct(b["image"])) for b in run.dataset("test", len(reference))
-    )
-    results.update(scored("reconstructions", reconstructions))
+        results.update(scored(f"t{temperature:g}", samples, cfg.fid_samples))
+    test = run.dataset("test", len(reference))
+    reconstructions = (np.asarray(run.reconstruct(b["image"])) for b in test)
+    results.update(scored("reconstructions", reconstructions, len(reference)))
     return results
