@@ -4,6 +4,7 @@ with titles and row/column labels, and the rate-distortion plot of a sweep."""
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -176,14 +177,18 @@ def labelled_grid_png(
     scale = 1.6 / 64  # inches per pixel: a 64x64 image is 1.6 inches wide
     margin_left = 1.1 if row_labels else 0.2
     fig_width = grid.shape[1] * scale + margin_left + 0.2
-    fig_height = grid.shape[0] * scale + 0.9
+    # The title wrapped to the figure (about 13 characters an inch at 11 pt): a grid of one or
+    # two images is narrower than its title.
+    title_lines = textwrap.wrap(title, max(16, int(fig_width * 13)))
+    title_height = 0.2 * (len(title_lines) - 1)
+    fig_height = grid.shape[0] * scale + 0.9 + title_height
     fig = Figure(figsize=(fig_width, fig_height), dpi=100)
     ax = fig.add_axes(
         (
             margin_left / fig_width,
             0.2 / fig_height,
             1 - (margin_left + 0.2) / fig_width,
-            1 - 1.0 / fig_height,
+            1 - (1.0 + title_height) / fig_height,
         )
     )
     ax.imshow(
@@ -201,7 +206,7 @@ def labelled_grid_png(
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    fig.suptitle(title, fontsize=11, y=1 - 0.12 / fig_height, va="top")
+    fig.suptitle("\n".join(title_lines), fontsize=11, y=1 - 0.12 / fig_height, va="top")
     fig.savefig(path)
     return path
 
