@@ -9,8 +9,9 @@
 
 Convolutional encoder/decoder of Burgess et al. (2018): four 4x4 stride-2 convs 32-32-64-64,
 a 256-unit dense layer, 10 latents, Bernoulli pixels, β = 4. `:study` trains with
-disentanglement_lib's protocol (Adam 1e-4, 300k steps); a method variant sets objective.kind and
-its sweep is that method's grid in the study × 3 seeds.
+disentanglement_lib's protocol (Adam 1e-4, 300k steps) and scores with its metric protocol
+(base.apply_study); a method variant sets objective.kind and its sweep is that method's grid in
+the study × 3 seeds.
 """
 
 import ml_collections

@@ -342,9 +342,11 @@ def test_modularity_is_near_one_for_a_perfect_code_and_low_for_equal_mixing():
 
 def test_explicitness_is_high_for_any_linear_code_of_the_factors_and_half_for_noise():
     # The logistic regression reads all codes together, so an invertible mixing keeps the
-    # factors explicit. Its L2 penalty misplaces some of the 32 or 40 classes' peaks by a
-    # value, so even noise-free codes score about 0.97-0.98 on those factors with 10,000
-    # training codes, and about 0.94 with the 1,000 here.
+    # factors explicit. Fitted one-vs-rest (the library's liblinear), a class's regression on
+    # codes linear in the factor cannot single out a middle value (only the normalisation over
+    # classes helps), so even noise-free codes score only about 0.82-0.91 on the 32- or
+    # 40-valued factors with the 1,000 training codes here: 0.89 in all (0.94 with 10,000
+    # training codes; lbfgs's multinomial regression 0.94 and 0.99).
     rng = np.random.default_rng(18)
     train, test = uniform_factors(rng, 1000), uniform_factors(rng, 1000)
 
@@ -354,7 +356,7 @@ def test_explicitness_is_high_for_any_linear_code_of_the_factors_and_half_for_no
     perfect, mixed = score(perfect_code(rng)), score(mixed_code(rng))
     noise = score(lambda f: rng.normal(size=(len(f), 5)))
 
-    assert perfect > 0.9 and mixed > 0.9, (perfect, mixed)
+    assert perfect > 0.85 and mixed > 0.85, (perfect, mixed)
     assert abs(noise - 0.5) < 0.05, noise
 
 
@@ -370,3 +372,324 @@ def test_explicitness_of_one_code_of_a_binary_factor_is_the_codes_own_auc():
     positives, negatives = codes[1][factor[1] == 1], codes[1][factor[1] == 0]
     expected = np.mean(positives[:, None] > negatives[None, :])
     assert score == pytest.approx(expected, rel=1e-12)
+
+
+# disentanglement_lib's formulas, re-implemented in float64 numpy from its source
+# (evaluation/metrics/{utils,mig,dci,sap_score,modularity_explicitness,beta_vae}.py), for the
+# scores below to be checked against. Its classifiers are scikit-learn's, except
+# LogisticRegression(), which was liblinear one-vs-rest in the scikit-learn it ran on: that one is
+# solved here from its objective.
+
+
+def library_discretize(codes, num_bins=20):
+    """utils._histogram_discretize on codes [N, k]: np.digitize against np.histogram's edges."""
+    return np.stack(
+        [np.digitize(c, np.histogram(c, num_bins)[1][:-1]) for c in codes.T.astype(np.float64)],
+        axis=1,
+    )
+
+
+def library_mutual_information(a, b):
+    """sklearn.metrics.mutual_info_score of two label vectors [N], from the contingency table."""
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1.0)
+    joint /= joint.sum()
+    outer = joint.sum(1, keepdims=True) * joint.sum(0, keepdims=True)
+    nonzero = joint > 0
+    return float(np.sum(joint[nonzero] * np.log(joint[nonzero] / outer[nonzero])))
+
+
+def library_mi_matrix(codes, factors):
+    bins = library_discretize(codes)
+    return np.array([[library_mutual_information(z, v) for v in factors.T] for z in bins.T])
+
+
+def library_mig(codes, factors):
+    """mig._compute_mig: mean over factors of (top − second MI) / H(v_j)."""
+    mi = np.sort(library_mi_matrix(codes, factors), axis=0)[::-1]
+    entropy = np.array([library_mutual_information(v, v) for v in factors.T])
+    return float(np.mean((mi[0] - mi[1]) / entropy))
+
+
+def library_modularity(codes, factors):
+    squared = np.square(library_mi_matrix(codes, factors))
+    top = squared.max(axis=1)
+    score = 1.0 - (squared.sum(axis=1) - top) / (top * (squared.shape[1] - 1.0))
+    score[top == 0] = 0.0
+    return float(np.mean(score))
+
+
+def entropy_base(p, base):
+    """scipy.stats.entropy(p, base=base) of each column of p [n, m] (normalised first)."""
+    p = p / p.sum(axis=0, keepdims=True)
+    return -np.sum(p * np.log(p), axis=0) / np.log(base)
+
+
+def library_dci(codes_train, factors_train, codes_test, factors_test):
+    """dci._compute_dci: GradientBoostingClassifier() per factor, |feature_importances_| as R,
+    D and C with scipy's entropy of R + 1e-11, informativeness the mean test accuracy."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    k, num_factors = codes_train.shape[1], factors_train.shape[1]
+    importance, accuracy = np.zeros((k, num_factors)), []
+    for j in range(num_factors):
+        model = GradientBoostingClassifier(random_state=dis.PREDICTOR_SEED)
+        model.fit(codes_train, factors_train[:, j])
+        importance[:, j] = np.abs(model.feature_importances_)
+        accuracy.append(np.mean(model.predict(codes_test) == factors_test[:, j]))
+    per_code = 1.0 - entropy_base(importance.T + 1e-11, num_factors)
+    per_factor = 1.0 - entropy_base(importance + 1e-11, k)
+    return {
+        "disentanglement": float(np.sum(per_code * importance.sum(1) / importance.sum())),
+        "completeness": float(np.sum(per_factor * importance.sum(0) / importance.sum())),
+        "informativeness": float(np.mean(accuracy)),
+    }
+
+
+def library_sap(codes_train, factors_train, codes_test, factors_test):
+    """sap_score._compute_sap, discrete factors: LinearSVC(C=0.01, balanced) per code and
+    factor, the mean over factors of the gap between the two best test accuracies."""
+    from sklearn.svm import LinearSVC
+
+    scores = np.zeros((codes_train.shape[1], factors_train.shape[1]))
+    for i in range(codes_train.shape[1]):
+        for j in range(factors_train.shape[1]):
+            svc = LinearSVC(C=0.01, class_weight="balanced")
+            svc.fit(codes_train[:, i : i + 1], factors_train[:, j])
+            scores[i, j] = np.mean(svc.predict(codes_test[:, i : i + 1]) == factors_test[:, j])
+    ordered = np.sort(scores, axis=0)
+    return float(np.mean(ordered[-1] - ordered[-2]))
+
+
+def liblinear_binary(x, positive):
+    """liblinear's L2 logistic regression (C = 1) of the labels positive [N] (bool) on x [N, d]:
+    argmin ½|w|² + Σ log(1 + exp(−t·w·[x, 1])), t = ±1, the intercept penalised like a weight.
+    Returns w [d + 1], the last entry the intercept."""
+    import scipy.optimize
+
+    xb = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    t = np.where(positive, 1.0, -1.0)
+
+    def objective(w):
+        margin = t * (xb @ w)
+        return 0.5 * w @ w + np.sum(np.logaddexp(0.0, -margin)), w - xb.T @ (
+            t / (1 + np.exp(margin))
+        )
+
+    options = dict(gtol=1e-12, ftol=1e-15, maxiter=10_000)
+    return scipy.optimize.minimize(
+        objective, np.zeros(xb.shape[1]), jac=True, method="L-BFGS-B", options=options
+    ).x
+
+
+def library_logistic_probabilities(x_train, y_train, x_test):
+    """What LogisticRegression() (liblinear, one-vs-rest) predicted: per class its binary
+    regression's sigmoid, normalised over classes; [N_test, classes], classes sorted."""
+    classes = np.unique(y_train)
+    xb = np.concatenate([x_test, np.ones((len(x_test), 1))], axis=1)
+    if len(classes) == 2:
+        p = 1 / (1 + np.exp(-xb @ liblinear_binary(x_train, y_train == classes[1])))
+        return np.stack([1 - p, p], axis=1), classes
+    sigmoids = np.stack(
+        [1 / (1 + np.exp(-xb @ liblinear_binary(x_train, y_train == c))) for c in classes], 1
+    )
+    return sigmoids / sigmoids.sum(axis=1, keepdims=True), classes
+
+
+def auc(positive, score):
+    """ROC AUC: the fraction of (positive, negative) pairs the score orders, ties counting ½."""
+    pos, neg = score[positive], score[~positive]
+    return np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+
+
+def library_explicitness(codes_train, factors_train, codes_test, factors_test):
+    """modularity_explicitness: codes standardised by the training mean and s.d., per factor the
+    macro-averaged one-vs-rest ROC AUC of the regression's probabilities, averaged."""
+    mean, std = codes_train.mean(axis=0), codes_train.std(axis=0)
+    x_train, x_test = (codes_train - mean) / std, (codes_test - mean) / std
+    scores = []
+    for j in range(factors_train.shape[1]):
+        p, classes = library_logistic_probabilities(x_train, factors_train[:, j], x_test)
+        scores.append(
+            np.mean([auc(factors_test[:, j] == c, p[:, i]) for i, c in enumerate(classes)])
+        )
+    return float(np.mean(scores))
+
+
+SMALL_SIZES = (3, 4, 2)
+
+
+def small_code(rng, n):
+    """Fixed small codes [n, 4] of factors [n, 3] (sizes 3, 4, 2): a noisy linear code of the
+    first, a non-monotone one of the second, a mix of the second and third, and noise."""
+    factors = np.stack([rng.integers(0, size, n) for size in SMALL_SIZES], axis=1)
+    codes = np.stack(
+        [
+            factors[:, 0] + 0.7 * rng.normal(size=n),
+            np.cos(1.5 * factors[:, 1]) + 0.5 * rng.normal(size=n),
+            0.3 * factors[:, 1] + factors[:, 2] + 0.5 * rng.normal(size=n),
+            rng.normal(size=n),
+        ],
+        axis=1,
+    )
+    return codes, factors
+
+
+def test_dci_with_gradient_boosting_matches_disentanglement_libs_importance_formula():
+    # Two factors of 3 and 2 values: 100 stages of 3 + 1 trees, about a second.
+    codes, factors = small_code(np.random.default_rng(20), 300)
+    factors = factors[:, [0, 2]]
+
+    scores = dis.dci(codes[:200], factors[:200], codes[200:], factors[200:], "gradient_boosting")
+
+    expected = library_dci(codes[:200], factors[:200], codes[200:], factors[200:])
+    for name, value in expected.items():
+        assert scores[name] == pytest.approx(value, abs=1e-9), (name, scores, expected)
+    # The fast predictor is another number, not the library's.
+    fast = dis.dci(codes[:200], factors[:200], codes[200:], factors[200:], "extra_trees")
+    assert abs(fast["disentanglement"] - expected["disentanglement"]) > 1e-3, (fast, expected)
+
+
+def test_liblinear_logistic_regression_matches_a_float64_one_vs_rest_reference():
+    codes, factors = small_code(np.random.default_rng(21), 300)
+    for j in range(3):  # three, four and two classes
+        classifier = dis.logistic_regression("liblinear").fit(codes[:200], factors[:200, j])
+        expected, classes = library_logistic_probabilities(
+            codes[:200], factors[:200, j], codes[200:]
+        )
+        np.testing.assert_array_equal(classifier.classes_, classes)
+        np.testing.assert_allclose(classifier.predict_proba(codes[200:]), expected, atol=2e-4)
+
+
+def test_explicitness_matches_the_librarys_formula_with_one_vs_rest_liblinear_by_default():
+    # Today's scikit-learn default (lbfgs, multinomial) scores these codes about 0.02 higher.
+    codes, factors = small_code(np.random.default_rng(22), 300)
+    train, test = (codes[:200], factors[:200]), (codes[200:], factors[200:])
+
+    expected = library_explicitness(*train, *test)
+
+    assert dis.explicitness(*train, *test) == pytest.approx(expected, abs=1e-4)
+    assert abs(dis.explicitness(*train, *test, "lbfgs") - expected) > 5e-3
+
+
+def test_beta_vae_score_matches_the_librarys_one_vs_rest_regression_by_default():
+    # Three factors, four codes that mix them, noise from the representation's own seeded
+    # generator, so that the reference sees the same features. lbfgs scores 0.855 here.
+    sizes = (3, 4, 5)
+    mixing = np.array([[1, 0.6, 0], [0, 1, 0.5], [0.4, 0, 1], [0.3, 0.3, 0.3]])
+
+    def representation():
+        noise = np.random.default_rng(2)
+        return lambda f: (
+            (f - (np.array(sizes) - 1) / 2) @ mixing.T + 0.8 * noise.normal(size=(len(f), 4))
+        )
+
+    score = dis.beta_vae_score(representation(), sizes, np.random.default_rng(1), 200, 200, 8)
+
+    rng, represent = np.random.default_rng(1), representation()
+    x_train, y_train = dis.beta_vae_points(represent, sizes, rng, 200, 8)
+    x_test, y_test = dis.beta_vae_points(represent, sizes, rng, 200, 8)
+    probabilities, classes = library_logistic_probabilities(x_train, y_train, x_test)
+    expected = np.mean(classes[np.argmax(probabilities, axis=1)] == y_test)
+    assert score == pytest.approx(expected, abs=1e-12), (score, expected)
+
+
+def test_factor_metrics_with_a_training_size_are_the_librarys_scores_of_that_split():
+    # disentanglement_lib: MIG and modularity of the training codes only; DCI, SAP and
+    # explicitness fitted on them and scored on the test codes.
+    codes, factors = small_code(np.random.default_rng(23), 360)
+    factors = factors[:, [0, 2]]  # fewer classes: fewer trees to boost
+    train, test = (codes[:240], factors[:240]), (codes[240:], factors[240:])
+
+    scores = dis.factor_metrics(
+        codes, factors, 240, dci_predictor="gradient_boosting", logistic_solver="liblinear"
+    )
+
+    expected = {
+        "mig": library_mig(*train),
+        "modularity": library_modularity(*train),
+        **{f"dci_{k}": v for k, v in library_dci(*train, *test).items()},
+        "sap_score": library_sap(*train, *test),
+        "explicitness": library_explicitness(*train, *test),
+    }
+    for name, value in expected.items():
+        assert scores[name] == pytest.approx(value, abs=1e-4), (name, scores[name], value)
+
+
+def test_rendered_factor_metrics_fit_on_num_train_fresh_codes_and_score_half_as_many_more():
+    drawn = []
+
+    def code_of(factors):
+        return np.stack([factors[:, 0], np.cos(1.5 * factors[:, 1]), factors[:, 2]], axis=1)
+
+    def represent(factors):
+        drawn.append(factors)
+        return code_of(factors)
+
+    scores = dis.rendered_factor_metrics(represent, SMALL_SIZES, np.random.default_rng(24), 200)
+
+    factors = np.concatenate(drawn)
+    assert factors.shape == (300, 3)
+    assert scores == dis.factor_metrics(code_of(factors), factors, 200)
+
+
+def test_evaluation_hands_the_configured_points_and_classifiers_to_the_rendered_metrics(
+    monkeypatch,
+):
+    from types import SimpleNamespace
+
+    from experiments import shapes
+    from vae_jax import evaluation
+
+    calls = []
+
+    def record(represent, factor_sizes, rng, num_train, **options):
+        calls.append((represent(np.zeros((3, 5), np.int64)), factor_sizes, num_train, options))
+        return {"mig": 0.5}
+
+    monkeypatch.setattr(evaluation.disentanglement, "rendered_factor_metrics", record)
+    config = shapes.get_config("study")
+    config.eval.factor_metric_points = 40
+    # A stand-in run whose code of an image is its mean pixel.
+    run = SimpleNamespace(
+        config=config, encode=lambda x: SimpleNamespace(mean=x.mean(axis=(1, 2, 3))[:, None])
+    )
+
+    scores = evaluation._rendered_factor_metrics(run, FACTOR_SIZES)
+
+    [(codes, sizes, num_train, options)] = calls
+    assert codes.shape == (3, 1) and np.all(codes > 0), codes
+    assert sizes == FACTOR_SIZES and num_train == 40
+    assert options == {"dci_predictor": "gradient_boosting", "logistic_solver": "liblinear"}
+    assert scores == {"mig": 0.5, "factor_metric_points": 40}
+
+
+def test_study_variant_scores_with_disentanglement_libs_protocol_and_the_default_is_fast():
+    from experiments import dsprites, shapes
+
+    for config in (shapes.get_config("study"), dsprites.get_config("study,factor_vae")):
+        assert config.eval.factor_metric_points == dis.TRAIN_POINTS == 10_000
+        assert config.eval.dci_predictor == "gradient_boosting" == dis.DCI_PREDICTORS[0]
+        assert config.eval.logistic_solver == "liblinear" == dis.LOGISTIC_SOLVERS[0]
+        assert config.eval.factor_score_points is None  # BetaVAE / FactorVAE: 10,000 / 5,000
+    default = shapes.get_config()
+    assert default.eval.dci_predictor == "extra_trees"
+    assert default.eval.factor_metric_points is None
+
+
+def test_config_names_the_key_and_the_choices_of_an_unknown_predictor_or_solver():
+    from experiments import shapes
+    from vae_jax.config import ConfigError, validate, validation
+
+    assert validation.DCI_PREDICTORS == dis.DCI_PREDICTORS
+    assert validation.LOGISTIC_SOLVERS == dis.LOGISTIC_SOLVERS
+    for key, value, choices in [
+        ("dci_predictor", "random_forest", "gradient_boosting, extra_trees"),
+        ("logistic_solver", "saga", "liblinear, lbfgs"),
+    ]:
+        config = shapes.get_config()
+        config.eval[key] = value
+        with pytest.raises(ConfigError, match=f"eval.{key}='{value}'.*{choices}"):
+            validate(config)

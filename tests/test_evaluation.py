@@ -345,7 +345,8 @@ def test_a_perfectly_disentangled_encoder_scores_every_metric_near_its_ceiling_t
     # fitted on 500): MIG 0.82, as 20 bins keep log 20 of the 40 orientations' log 40 nats and
     # the plug-in MI of an independent code is biased up by about (20 − 1)(40 − 1) / 2N = 0.37
     # nats; SAP 0.17 (0.245 from 10,000 codes): one-code linear classifiers read few values
-    # of a many-valued factor (see test_disentanglement); explicitness 0.91; the others ~1.
+    # of a many-valued factor (see test_disentanglement); explicitness 0.86 with the library's
+    # one-vs-rest logistic regressions (0.91 multinomial); the others ~1.
     results = evaluation.evaluate_run(
         factor_run(tmp_path, monkeypatch, np.eye(5)), jax.random.key(0)
     )
@@ -355,7 +356,7 @@ def test_a_perfectly_disentangled_encoder_scores_every_metric_near_its_ceiling_t
         "dci_disentanglement": (0.85, 1.0),
         "sap_score": (0.12, 0.27),
         "modularity": (0.97, 1.0),
-        "explicitness": (0.88, 1.0),
+        "explicitness": (0.83, 1.0),
         "beta_vae_score": (1.0, 1.0),
         "factor_vae_score": (1.0, 1.0),
     }
@@ -381,7 +382,7 @@ def test_an_equal_weight_mixing_of_all_factors_scores_near_chance_through_evalua
         "dci_disentanglement": (0.0, 0.1),
         "sap_score": (0.0, 0.03),
         "modularity": (0.0, 0.7),
-        "explicitness": (0.88, 1.0),
+        "explicitness": (0.83, 1.0),
         "beta_vae_score": (0.0, 0.35),
         "factor_vae_score": (0.0, 0.35),
     }

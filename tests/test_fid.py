@@ -141,6 +141,24 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_a_shift
     assert shifted > 5 * (same_sd + shifted_sd), (shifted, shifted_sd, same_sd)
 
 
+def test_kid_sd_is_the_population_sd_over_subsets_as_in_torch_fidelity():
+    """Bińkowski et al.'s code and torch-fidelity report np.std of the subsets' MMD² estimates:
+    ddof = 0. The reference draws the same subsets from the same seed."""
+    x, y = np.random.default_rng(6).normal(size=(2, 40, 3))
+    kid, sd = fid.kernel_inception_distance(
+        x, y, np.random.default_rng(7), num_subsets=4, subset_size=10
+    )
+    rng = np.random.default_rng(7)
+    estimates = []
+    for _ in range(4):
+        subset_x = x[rng.choice(40, 10, replace=False)]
+        subset_y = y[rng.choice(40, 10, replace=False)]
+        estimates.append(loop_mmd2(subset_x, subset_y))
+    mean = sum(estimates) / 4
+    np.testing.assert_allclose(kid, mean, rtol=1e-10)
+    np.testing.assert_allclose(sd, np.sqrt(sum((e - mean) ** 2 for e in estimates) / 4), rtol=1e-10)
+
+
 def test_missing_weights_name_the_fetch_command(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="python -m vae_jax.fid fetch") as error:

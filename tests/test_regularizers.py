@@ -183,3 +183,34 @@ def test_discriminator_learns_to_tell_correlated_codes_from_their_permutation():
     assert accuracy(state.params, held_out) > 0.85
     # The TC estimate E[logit_real − logit_permuted] on real codes is clearly positive.
     assert float(O.discriminator_tc(Discriminator().apply(state.params, held_out))) > 0.5
+
+
+def test_discriminator_loss_clips_probabilities_to_1e6_like_disentanglement_lib():
+    # disentanglement_lib clips the softmax to [1e-6, 1 − 1e-6] before the log. The second
+    # real code and the first permuted one are confidently misclassified (p = e^-20 / (1 +
+    # e^-20)): each adds −log 1e-6 = 13.8 nats instead of 20 and no gradient.
+    logits_real = np.array([[1.0, 0.0], [0.0, 20.0], [0.5, -0.3]])
+    logits_permuted = np.array([[20.0, 0.0], [-0.2, 0.4]])
+
+    def reference(logits_real, logits_permuted):
+        def probabilities(logits):
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return np.clip(e / e.sum(axis=1, keepdims=True), 1e-6, 1 - 1e-6)
+
+        return -0.5 * (
+            np.mean(np.log(probabilities(logits_real)[:, 0]))
+            + np.mean(np.log(probabilities(logits_permuted)[:, 1]))
+        )
+
+    loss, accuracy = O.discriminator_loss(
+        jnp.asarray(logits_real, jnp.float32), jnp.asarray(logits_permuted, jnp.float32)
+    )
+    gradient_real, gradient_permuted = jax.grad(
+        lambda a, b: O.discriminator_loss(a, b)[0], argnums=(0, 1)
+    )(jnp.asarray(logits_real, jnp.float32), jnp.asarray(logits_permuted, jnp.float32))
+
+    assert float(loss) == pytest.approx(reference(logits_real, logits_permuted), rel=1e-5)
+    assert float(accuracy) == pytest.approx(3 / 5)
+    np.testing.assert_array_equal(np.asarray(gradient_real)[1], 0.0)
+    np.testing.assert_array_equal(np.asarray(gradient_permuted)[0], 0.0)
+    assert np.all(np.abs(np.asarray(gradient_real)[[0, 2]]) > 1e-3)

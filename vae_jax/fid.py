@@ -416,7 +416,8 @@ def kernel_inception_distance(
 ) -> tuple[float, float]:
     """KID: the unbiased MMD² with the cubic kernel k(x, y) = (xᵀy/D + 1)³ between random
     subsets of min(subset_size, N₁, N₂) rows of features [N₁, D] and [N₂, D]; mean and s.d.
-    over num_subsets subsets (Bińkowski et al. 2018)."""
+    over num_subsets subsets (Bińkowski et al. 2018). The s.d. is the population one (ddof = 0),
+    as in Bińkowski et al.'s code and torch-fidelity."""
     m = min(subset_size, len(features_1), len(features_2))
     dim = features_1.shape[1]
     estimates = []
@@ -428,7 +429,7 @@ def kernel_inception_distance(
         k_xy = (x @ y.T / dim + 1) ** 3
         within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
         estimates.append(within - 2 * k_xy.mean())
-    return float(np.mean(estimates)), float(np.std(estimates, ddof=1))
+    return float(np.mean(estimates)), float(np.std(estimates))
 
 
 def main(argv: list[str]) -> None:

@@ -286,13 +286,30 @@ def discriminator_tc(logits: jax.Array) -> jax.Array:
     return jnp.mean(logits[:, 0] - logits[:, 1])
 
 
+# The FactorVAE discriminator's probabilities are clipped to [ε, 1 − ε] in its loss, as in
+# disentanglement_lib (architectures.make_discriminator).
+DISCRIMINATOR_EPSILON = 1e-6
+
+
 def discriminator_loss(
     logits_real: jax.Array, logits_permuted: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """Cross-entropy of the FactorVAE discriminator, half on real codes (class 0) and half on
-    permuted ones (class 1), and its accuracy; logits [M, 2] each."""
-    log_p_real = jax.nn.log_softmax(logits_real)[:, 0]
-    log_p_permuted = jax.nn.log_softmax(logits_permuted)[:, 1]
+    permuted ones (class 1), and its accuracy; logits [M, 2] each.
+
+        loss = −½ E[log clip(D(z), ε, 1 − ε)] − ½ E[log clip(1 − D(z̃), ε, 1 − ε)],  ε = 1e-6
+
+    D the softmax probability of class 0. The clip is disentanglement_lib's: it bounds each
+    example's loss by −log ε ≈ 13.8 nats, and a clipped (confidently wrong or right) example
+    contributes no gradient.
+    """
+    p_real = jnp.clip(
+        jax.nn.softmax(logits_real)[:, 0], DISCRIMINATOR_EPSILON, 1 - DISCRIMINATOR_EPSILON
+    )
+    p_permuted = jnp.clip(
+        jax.nn.softmax(logits_permuted)[:, 1], DISCRIMINATOR_EPSILON, 1 - DISCRIMINATOR_EPSILON
+    )
+    log_p_real, log_p_permuted = jnp.log(p_real), jnp.log(p_permuted)
     loss = -0.5 * (jnp.mean(log_p_real) + jnp.mean(log_p_permuted))
     correct = jnp.concatenate(
         [jnp.argmax(logits_real, -1) == 0, jnp.argmax(logits_permuted, -1) == 1]

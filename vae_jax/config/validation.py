@@ -26,6 +26,10 @@ CROPS = ("center148", "nvae", "none")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 OBJECTIVES = ("beta_vae", "annealed", "beta_tcvae", "factor_vae", "dip_vae_i", "dip_vae_ii")
 TC_ESTIMATORS = ("mss", "mws")
+# vae_jax.evaluation.disentanglement's DCI_PREDICTORS and LOGISTIC_SOLVERS (not imported: the
+# evaluation package imports this one).
+DCI_PREDICTORS = ("gradient_boosting", "extra_trees")
+LOGISTIC_SOLVERS = ("liblinear", "lbfgs")
 
 
 class ConfigError(ValueError):
@@ -289,6 +293,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ):
         _at_least(config, key, 1, integer=True, optional=True)
     _at_least(config, "eval.factor_score_points", 2, integer=True, optional=True)
+    _at_least(config, "eval.factor_metric_points", 10, integer=True, optional=True)
+    _one_of(config, "eval.dci_predictor", DCI_PREDICTORS)
+    _one_of(config, "eval.logistic_solver", LOGISTIC_SOLVERS)
     _at_least(config, "eval.fid_samples", 0, integer=True, optional=True)
     temperatures = config.eval.fid_temperatures
     _require(

@@ -74,8 +74,10 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
 
     Sizes come from run.config.eval: analysis_examples (ELBO, active units, disentanglement,
     probes; None: the whole split), iwae_examples and iwae_samples (IWAE), iwae_chunk (samples
-    per decoder call), factor_score_points (BetaVAE and FactorVAE scores), fid_samples and
-    fid_temperatures (FID and KID; 0 samples: none), batch_size.
+    per decoder call), factor_score_points (BetaVAE and FactorVAE scores), factor_metric_points
+    (MIG, DCI, SAP, modularity, explicitness of rendered codes; None: of the test codes),
+    fid_samples and fid_temperatures (FID and KID; 0 samples: none), batch_size; the metrics'
+    classifiers from dci_predictor and logistic_solver.
     """
     run.config = with_fid_samples(run.config)
     cfg = run.config.eval
@@ -130,15 +132,24 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
         active_units=num_active,
         active_unit_variances=variances.tolist(),
     )
-    if "factors" in test and len(codes) < MIN_FACTOR_METRIC_CODES:
+    factor_sizes = data.factor_sizes(run.config.dataset)
+    if "factors" in test and factor_sizes is not None and cfg.factor_metric_points is not None:
+        results.update(_rendered_factor_metrics(run, factor_sizes))
+    elif "factors" in test and len(codes) < MIN_FACTOR_METRIC_CODES:
         logging.info(
             "No MIG, DCI, SAP, modularity or explicitness: %d test codes (they need %d)",
             len(codes),
             MIN_FACTOR_METRIC_CODES,
         )
     elif "factors" in test:
-        results.update(disentanglement.factor_metrics(codes, test["factors"]))
-    factor_sizes = data.factor_sizes(run.config.dataset)
+        results.update(
+            disentanglement.factor_metrics(
+                codes,
+                test["factors"],
+                dci_predictor=cfg.dci_predictor,
+                logistic_solver=cfg.logistic_solver,
+            )
+        )
     if factor_sizes is not None:
         results.update(_fixed_factor_scores(run, factor_sizes))
     probed = [name for name in ("attributes", "label") if name in test]
@@ -178,6 +189,25 @@ def _factor_encoder(run: Run, progress: Progress) -> disentanglement.Representat
     return encode
 
 
+def _rendered_factor_metrics(run: Run, factor_sizes: Sequence[int]) -> dict:
+    """MIG, DCI, SAP, modularity and explicitness as disentanglement_lib runs them: fitted on
+    the codes of eval.factor_metric_points freshly rendered observations (MIG and modularity of
+    these alone) and scored on half as many more, factors drawn from
+    disentanglement.FACTOR_SCORE_SEED; eval.dci_predictor and eval.logistic_solver."""
+    cfg = run.config.eval
+    points = cfg.factor_metric_points
+    progress = Progress("Codes for MIG, DCI, SAP, ..., rendered and encoded", points + points // 2)
+    scores = disentanglement.rendered_factor_metrics(
+        _factor_encoder(run, progress),
+        factor_sizes,
+        np.random.default_rng(disentanglement.FACTOR_SCORE_SEED),
+        points,
+        dci_predictor=cfg.dci_predictor,
+        logistic_solver=cfg.logistic_solver,
+    )
+    return {**scores, "factor_metric_points": points}
+
+
 def _fixed_factor_scores(run: Run, factor_sizes: Sequence[int]) -> dict:
     """The BetaVAE and FactorVAE scores of the run's encoder on freshly rendered observations:
     eval.factor_score_points training points (None: disentanglement_lib's), half as many
@@ -190,7 +220,12 @@ def _fixed_factor_scores(run: Run, factor_sizes: Sequence[int]) -> dict:
     seed = disentanglement.FACTOR_SCORE_SEED
     return {
         "beta_vae_score": disentanglement.beta_vae_score(
-            encode, factor_sizes, np.random.default_rng(seed), points, points // 2
+            encode,
+            factor_sizes,
+            np.random.default_rng(seed),
+            points,
+            points // 2,
+            solver=run.config.eval.logistic_solver,
         ),
         "factor_vae_score": disentanglement.factor_vae_score(
             encode, factor_sizes, np.random.default_rng(seed), points, points // 2, points
