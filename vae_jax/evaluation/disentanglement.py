@@ -61,6 +61,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from vae_jax.progress import Progress
+
 # Fixed so that DCI of the same codes is the same number on every call.
 PREDICTOR_SEED = 0
 # eval.dci_predictor and eval.logistic_solver (see the module docstring); the first of each is
@@ -236,10 +238,13 @@ def importance_matrix(
     (or is all zero when the trees never split).
     """
     importances, accuracies = [], []
-    for j in range(np.shape(factors_train)[1]):
+    num_factors = np.shape(factors_train)[1]
+    progress = Progress(f"DCI, {predictor} per factor", num_factors, unit="factors")
+    for j in range(num_factors):
         classifier = dci_classifier(predictor).fit(codes_train, factors_train[:, j])
         importances.append(np.abs(classifier.feature_importances_))
         accuracies.append(classifier.score(codes_test, factors_test[:, j]))
+        progress.advance(1)
     return np.stack(importances, axis=1), np.array(accuracies)
 
 
