@@ -19,8 +19,9 @@ import time
 import numpy as np
 from absl import app, flags
 
-from vae_jax import data, load_run
+from vae_jax import data, evaluation, load_run
 from vae_jax.evaluation import disentanglement as dis
+from vae_jax.progress import Progress
 
 flags.DEFINE_string("workdir", "/tmp/shapes_metrics", "A finished run on shapes, dsprites, ...")
 flags.DEFINE_integer("num_train", dis.TRAIN_POINTS, "Training codes (the library's 10,000).")
@@ -38,18 +39,8 @@ def main(argv):
     del argv
     run = load_run(FLAGS.workdir)
     sizes = data.factor_sizes(run.config.dataset)
-    batch_size = run.config.eval.batch_size
-
-    def represent(factors: np.ndarray) -> np.ndarray:
-        means = [
-            run.encode(
-                data.images_for_factors(run.config.dataset, factors[i : i + batch_size])
-            ).mean
-            for i in range(0, len(factors), batch_size)
-        ]
-        return np.concatenate([np.asarray(m) for m in means])
-
     n = FLAGS.num_train
+    represent = evaluation.factor_encoder(run, Progress("rendered codes", n + n // 2))
     rng = np.random.default_rng(dis.FACTOR_SCORE_SEED)
     (codes, factors), encode_seconds = timed(dis.sample_codes, represent, sizes, rng, n + n // 2)
     train, test = (codes[:n], factors[:n]), (codes[n:], factors[n:])

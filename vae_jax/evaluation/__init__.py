@@ -169,7 +169,7 @@ def evaluate_run(run: Run, key: jax.Array) -> dict:
     return results
 
 
-def _factor_encoder(run: Run, progress: Progress) -> disentanglement.Representation:
+def factor_encoder(run: Run, progress: Progress) -> disentanglement.Representation:
     """Factor indices [N, F] -> posterior means [N, k] of the images with those factors,
     rendered and encoded eval.batch_size at a time, each call advancing `progress`."""
     batch_size = run.config.eval.batch_size
@@ -198,7 +198,7 @@ def _rendered_factor_metrics(run: Run, factor_sizes: Sequence[int]) -> dict:
     points = cfg.factor_metric_points
     progress = Progress("Codes for MIG, DCI, SAP, ..., rendered and encoded", points + points // 2)
     scores = disentanglement.rendered_factor_metrics(
-        _factor_encoder(run, progress),
+        factor_encoder(run, progress),
         factor_sizes,
         np.random.default_rng(disentanglement.FACTOR_SCORE_SEED),
         points,
@@ -216,7 +216,7 @@ def _fixed_factor_scores(run: Run, factor_sizes: Sequence[int]) -> dict:
     # 289 images per training point: a long step on CPU (README, Analysis).
     images = points + (points + points // 2) * 3 * disentanglement.POINT_BATCH
     progress = Progress("BetaVAE and FactorVAE scores, rendered and encoded", images)
-    encode = _factor_encoder(run, progress)
+    encode = factor_encoder(run, progress)
     seed = disentanglement.FACTOR_SCORE_SEED
     return {
         "beta_vae_score": disentanglement.beta_vae_score(
