@@ -68,7 +68,7 @@ def _acquire(lock: Path) -> dict:
     record = {
         "pid": os.getpid(),
         "host": host,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     try:
         fd = _create(lock)
