@@ -251,7 +251,8 @@ def make_train_step(
     regularizers = make_regularizers(config)
     factor_vae = config.objective.kind == "factor_vae"
 
-    def step(state: TrainState, batch: data.Batch, key: jax.Array, weights: PointWeights):
+    def gradients(state: TrainState, batch: data.Batch, key: jax.Array, weights: PointWeights):
+        """One point's loss, (terms, logged values, z) and parameter gradients."""
         x = batch["image"]
         step_key = jax.random.fold_in(key, state.step)
         discriminator_params = state.discriminator.params if factor_vae else None
@@ -276,7 +277,11 @@ def make_train_step(
             loss = O.loss(terms, weights.objective, state.step, values)
             return loss, (terms, values, out.z)
 
-        (loss, (terms, values, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+
+    def update(state: TrainState, key: jax.Array, weights: PointWeights, loss, aux, grads):
+        """One point's new state and metrics from its gradients."""
+        terms, values, z = aux
         grad_norm = optax.tree.norm(grads)
         apply = jnp.isfinite(loss) & jnp.isfinite(grad_norm)  # a NaN/inf anywhere: norm not finite
         if skip_grad_norm is not None:
@@ -296,7 +301,7 @@ def make_train_step(
             **values,
         )
         if factor_vae:
-            permute_key = jax.random.fold_in(step_key, 1)
+            permute_key = jax.random.fold_in(jax.random.fold_in(key, state.step), 1)
             discriminator, discriminator_metrics = discriminator_update(
                 state.discriminator, z, permute_key
             )
@@ -313,18 +318,22 @@ def make_train_step(
         metrics["skipped"] = 1.0 - apply.astype(jnp.float32)
         return new_state.replace(step=state.step + 1), metrics
 
-    def points_step(state, batch, key, weights):
+    def step(state, batch, key, weights):
         if key.shape[0] > 1:
-            return jax.vmap(step)(state, batch, key, weights)
-        # One point (every run outside a vectorised sweep) steps without vmap: under vmap each
-        # dot_general gets a points batch dimension of size 1, and XLA:CPU then computes the
-        # weight gradients transposed and copies them back (mnist MLP step +27 %, since c12ac9e).
-        point = [jax.tree.map(lambda leaf: leaf[0], tree) for tree in (state, batch, key, weights)]
-        return jax.tree.map(lambda leaf: leaf[None], step(*point))
+            (loss, aux), grads = jax.vmap(gradients)(state, batch, key, weights)
+        else:
+            # One point (every run outside a vectorised sweep): its gradients without vmap. Under
+            # vmap every dot gets a points dimension of size 1, and XLA:CPU then computes the
+            # weight gradients transposed and copies them back (mnist MLP step +27 % since
+            # c12ac9e). The update stays vmapped: it is elementwise, and on the squeezed state
+            # XLA copied every EMA parameter once more instead of updating it in place.
+            point = [jax.tree.map(lambda leaf: leaf[0], t) for t in (state, batch, key, weights)]
+            (loss, aux), grads = jax.tree.map(lambda leaf: leaf[None], gradients(*point))
+        return jax.vmap(update)(state, key, weights, loss, aux, grads)
 
     points, batches = parallel.points_sharded(mesh), parallel.points_batch_sharded(mesh)
     return jax.jit(
-        points_step,
+        step,
         in_shardings=(points, batches, points, points),
         out_shardings=(points, parallel.replicated(mesh)),
         donate_argnums=0,
