@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint
+.PHONY: run test bench compare lint
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,13 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/layers.py
 	$(PYTHON) -m vae_jax.fid fetch
 	$(PYTHON) benchmarks/fid_throughput.py
+
+# Train-step time of BASE against the working tree, alternating: run before a performance-sensitive
+# change lands (make compare BASE=origin/main MODELS=mnist,shapes,celeba).
+BASE ?= HEAD~1
+MODELS ?= mnist,shapes
+compare: $(STAMP)
+	$(PYTHON) benchmarks/compare_commits.py --base=$(BASE) --head=worktree --models=$(MODELS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vae_jax experiments tests launch.py
